@@ -24,10 +24,30 @@ using GgufArray = std::variant<std::vector<int64_t>, std::vector<uint64_t>,
                                std::vector<std::string>>;
 using GgufValue = std::variant<int64_t, uint64_t, double, bool, std::string, GgufArray>;
 
+// ggml tensor type ids (ggml.h's enum ggml_type) that tokenmill names in code.
+namespace ggml_type {
+inline constexpr uint32_t kF32 = 0;
+inline constexpr uint32_t kF16 = 1;
+inline constexpr uint32_t kQ4_0 = 2;
+inline constexpr uint32_t kQ8_0 = 8;
+inline constexpr uint32_t kQ4_K = 12;
+inline constexpr uint32_t kQ6_K = 14;
+inline constexpr uint32_t kI8 = 24;
+inline constexpr uint32_t kI16 = 25;
+inline constexpr uint32_t kI32 = 26;
+inline constexpr uint32_t kI64 = 27;
+inline constexpr uint32_t kF64 = 28;
+inline constexpr uint32_t kBF16 = 30;
+}  // namespace ggml_type
+
+// "Q4_K" for a known ggml type id, "type#<id>" otherwise.
+std::string GgmlTypeName(uint32_t ggml_type);
+
 struct GgufTensorInfo {
   std::string name;
-  DType dtype = DType::kF32;  // only types tokenmill can compute with
+  DType dtype = DType::kF32;  // only types tokenmill can compute with (see `supported`)
   uint32_t ggml_type = 0;     // the raw ggml type id
+  bool supported = true;      // false: a ggml type with no DType (Q4_K...); Tensor() fails
   // Row-major shape, outermost first (the reverse of GGUF's ne[]): a matrix with
   // ne = [in, out] has shape {out, in}.
   Shape shape;
@@ -42,6 +62,10 @@ class GgufFile {
   static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);
 
   uint32_t version() const { return version_; }
+  // general.alignment (32 when absent); tensor data offsets are multiples of it.
+  uint32_t alignment() const { return alignment_; }
+  // Start of the tensor data section, from the start of the file.
+  uint64_t data_offset() const { return data_offset_; }
   const std::string& path() const { return file_->path(); }
   const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
   bool Has(const std::string& key) const { return metadata_.count(key) != 0; }
@@ -65,12 +89,15 @@ class GgufFile {
 
  private:
   GgufFile() = default;
+  absl::Status Parse();  // fills everything below from file_
+
   std::shared_ptr<MappedFile> file_;
   uint32_t version_ = 0;
+  uint32_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
   std::map<std::string, GgufValue> metadata_;
   std::vector<GgufTensorInfo> tensors_;
   std::map<std::string, size_t> tensor_index_;
-  std::vector<std::string> unsupported_type_names_;  // parallel to tensors_ ("" if ok)
 };
 
 }  // namespace tokenmill
