@@ -6,74 +6,70 @@
 
 namespace tokenmill::testing {
 
-void GgufWriter::Key(const std::string& key, GgufValueType type) {
-  kv_.Str(key);
-  kv_.U32(static_cast<uint32_t>(type));
-  ++num_kv_;
+ByteWriter& GgufWriter::Key(const std::string& key, GgufValueType type) {
+  Kv* kv = nullptr;
+  for (Kv& k : kvs_) {
+    if (k.key == key) kv = &k;
+  }
+  if (kv == nullptr) kv = &kvs_.emplace_back(Kv{key, {}});
+  kv->value = ByteWriter();
+  kv->value.U32(static_cast<uint32_t>(type));
+  return kv->value;
 }
 
-void GgufWriter::AddU8(const std::string& k, uint8_t v) { Key(k, GgufValueType::kU8); kv_.U8(v); }
+void GgufWriter::AddU8(const std::string& k, uint8_t v) { Key(k, GgufValueType::kU8).U8(v); }
 void GgufWriter::AddI8(const std::string& k, int8_t v) {
-  Key(k, GgufValueType::kI8);
-  kv_.U8(static_cast<uint8_t>(v));
+  Key(k, GgufValueType::kI8).U8(static_cast<uint8_t>(v));
 }
 void GgufWriter::AddU16(const std::string& k, uint16_t v) {
-  Key(k, GgufValueType::kU16);
-  kv_.U16(v);
+  Key(k, GgufValueType::kU16).U16(v);
 }
 void GgufWriter::AddI16(const std::string& k, int16_t v) {
-  Key(k, GgufValueType::kI16);
-  kv_.U16(static_cast<uint16_t>(v));
+  Key(k, GgufValueType::kI16).U16(static_cast<uint16_t>(v));
 }
 void GgufWriter::AddU32(const std::string& k, uint32_t v) {
-  Key(k, GgufValueType::kU32);
-  kv_.U32(v);
+  Key(k, GgufValueType::kU32).U32(v);
   if (k == "general.alignment" && v != 0) alignment_ = v;
 }
 void GgufWriter::AddI32(const std::string& k, int32_t v) {
-  Key(k, GgufValueType::kI32);
-  kv_.U32(static_cast<uint32_t>(v));
+  Key(k, GgufValueType::kI32).U32(static_cast<uint32_t>(v));
 }
 void GgufWriter::AddU64(const std::string& k, uint64_t v) {
-  Key(k, GgufValueType::kU64);
-  kv_.U64(v);
+  Key(k, GgufValueType::kU64).U64(v);
 }
 void GgufWriter::AddI64(const std::string& k, int64_t v) {
-  Key(k, GgufValueType::kI64);
-  kv_.U64(static_cast<uint64_t>(v));
+  Key(k, GgufValueType::kI64).U64(static_cast<uint64_t>(v));
 }
-void GgufWriter::AddF32(const std::string& k, float v) { Key(k, GgufValueType::kF32); kv_.F32(v); }
-void GgufWriter::AddF64(const std::string& k, double v) { Key(k, GgufValueType::kF64); kv_.F64(v); }
-void GgufWriter::AddBool(const std::string& k, bool v) { Key(k, GgufValueType::kBool); kv_.U8(v); }
+void GgufWriter::AddF32(const std::string& k, float v) { Key(k, GgufValueType::kF32).F32(v); }
+void GgufWriter::AddF64(const std::string& k, double v) { Key(k, GgufValueType::kF64).F64(v); }
+void GgufWriter::AddBool(const std::string& k, bool v) { Key(k, GgufValueType::kBool).U8(v); }
 void GgufWriter::AddString(const std::string& k, const std::string& v) {
-  Key(k, GgufValueType::kString);
-  kv_.Str(v);
+  Key(k, GgufValueType::kString).Str(v);
 }
 
 void GgufWriter::AddStringArray(const std::string& k, const std::vector<std::string>& v) {
-  Key(k, GgufValueType::kArray);
-  kv_.U32(static_cast<uint32_t>(GgufValueType::kString));
-  kv_.U64(v.size());
-  for (const std::string& s : v) kv_.Str(s);
+  ByteWriter& w = Key(k, GgufValueType::kArray);
+  w.U32(static_cast<uint32_t>(GgufValueType::kString));
+  w.U64(v.size());
+  for (const std::string& s : v) w.Str(s);
 }
 
 void GgufWriter::AddI32Array(const std::string& k, const std::vector<int32_t>& v) {
-  Key(k, GgufValueType::kArray);
-  kv_.U32(static_cast<uint32_t>(GgufValueType::kI32));
-  kv_.U64(v.size());
-  for (int32_t x : v) kv_.U32(static_cast<uint32_t>(x));
+  ByteWriter& w = Key(k, GgufValueType::kArray);
+  w.U32(static_cast<uint32_t>(GgufValueType::kI32));
+  w.U64(v.size());
+  for (int32_t x : v) w.U32(static_cast<uint32_t>(x));
 }
 
 void GgufWriter::AddF32Array(const std::string& k, const std::vector<float>& v) {
-  Key(k, GgufValueType::kArray);
-  kv_.U32(static_cast<uint32_t>(GgufValueType::kF32));
-  kv_.U64(v.size());
-  for (float x : v) kv_.F32(x);
+  ByteWriter& w = Key(k, GgufValueType::kArray);
+  w.U32(static_cast<uint32_t>(GgufValueType::kF32));
+  w.U64(v.size());
+  for (float x : v) w.F32(x);
 }
 
 void GgufWriter::AddRaw(const std::string& k, GgufValueType type, const std::string& bytes) {
-  Key(k, type);
-  kv_.Raw(bytes.data(), bytes.size());
+  Key(k, type).Raw(bytes.data(), bytes.size());
 }
 
 void GgufWriter::AddTensor(const std::string& name, uint32_t ggml_type,
@@ -86,8 +82,11 @@ std::string GgufWriter::Serialize() const {
   w.Raw("GGUF", 4);
   w.U32(version_);
   w.U64(tensors_.size());
-  w.U64(num_kv_);
-  w.Raw(kv_.bytes().data(), kv_.bytes().size());
+  w.U64(kvs_.size());
+  for (const Kv& kv : kvs_) {
+    w.Str(kv.key);
+    w.Raw(kv.value.bytes().data(), kv.value.bytes().size());
+  }
   uint64_t offset = 0;
   for (const Tensor& t : tensors_) {
     w.Str(t.name);

@@ -41,6 +41,8 @@ class ByteWriter {
   std::string bytes_;
 };
 
+// Keys are written in first-added order; adding a key again replaces its value, so tests
+// can start from a complete model and override one field.
 class GgufWriter {
  public:
   explicit GgufWriter(uint32_t version = 3) : version_(version) {}
@@ -79,12 +81,16 @@ class GgufWriter {
     std::vector<int64_t> shape;
     std::string data;
   };
-  void Key(const std::string& key, GgufValueType type);
+  // Starts (or restarts) entry `key` and returns the writer for its value bytes.
+  ByteWriter& Key(const std::string& key, GgufValueType type);
 
+  struct Kv {
+    std::string key;
+    ByteWriter value;  // type id + value
+  };
   uint32_t version_;
   uint32_t alignment_ = 32;
-  uint64_t num_kv_ = 0;
-  ByteWriter kv_;
+  std::vector<Kv> kvs_;
   std::vector<Tensor> tensors_;
 };
 
