@@ -43,7 +43,7 @@ struct BatchPlan {
 };
 
 // Geometry of the paged KV cache. Per layer: K and V each [num_blocks, block_size,
-// num_kv_heads, head_dim] in `dtype`.
+// num_kv_heads, head_dim] in `dtype` (F32, F16 or BF16; attention math stays fp32).
 struct KvCacheSpec {
   int num_layers = 0;
   int num_blocks = 0;
@@ -81,6 +81,9 @@ struct AttentionParams {
   int num_kv_heads = 0;  // KV heads on this rank; num_heads % num_kv_heads == 0
   int head_dim = 0;
   float scale = 0.0f;    // usually 1/sqrt(head_dim)
+  // 0: full causal attention. Otherwise a query at position p sees keys at positions
+  // (p - sliding_window, p] (HF Mistral semantics: q_pos - k_pos < sliding_window).
+  int sliding_window = 0;
 };
 
 class Backend {

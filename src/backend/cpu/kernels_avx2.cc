@@ -1,0 +1,301 @@
+// AVX2 + FMA + F16C kernels for weights: conversion, GEMV and the GEMM micro-kernel.
+// Everything inside the target pragma is compiled for those extensions only and has
+// internal linkage; it calls no inline function of a shared header, so no AVX2 copy of
+// one can leak into generic code through the linker. Avx2Kernels() (outside the region)
+// checks the CPU at run time before handing the table out.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "backend/cpu/kernels.h"
+
+#ifdef TM_CPU_AVX2_KERNELS
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+#include "backend/cpu/avx2_util.h"
+
+namespace tokenmill::cpu {
+namespace {
+
+template <DType D>
+void ConvertTyped(const void* row, int64_t k0, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, Weights<D>::Load(row, k0 + i));
+  for (; i < n; ++i) out[i] = Weights<D>::Scalar(row, k0 + i);
+}
+
+void ConvertRow(DType dtype, const void* row, int64_t k0, int64_t n, float* out) {
+  switch (dtype) {
+    case DType::kF32: return ConvertTyped<DType::kF32>(row, k0, n, out);
+    case DType::kF16: return ConvertTyped<DType::kF16>(row, k0, n, out);
+    case DType::kBF16: return ConvertTyped<DType::kBF16>(row, k0, n, out);
+    case DType::kQ8_0: return ConvertTyped<DType::kQ8_0>(row, k0, n, out);
+    default: return;
+  }
+}
+
+// --- GEMV: one weight row against R activation rows, U independent accumulators -------
+
+template <DType D, int R, int U>
+void DotRow(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
+  __m256 acc[R][U];
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < U; ++u) acc[r][u] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 * U <= k; i += 8 * U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) {
+      const __m256 w = Weights<D>::Load(row, i + 8 * u);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        acc[r][u] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + r * ldx + i + 8 * u), acc[r][u]);
+      }
+    }
+  }
+  for (; i + 8 <= k; i += 8) {
+    const __m256 w = Weights<D>::Load(row, i);
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + r * ldx + i), acc[r][0]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    __m256 s = acc[r][0];
+    for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[r][u]);
+    float sum = Hsum(s);
+    for (int64_t t = i; t < k; ++t) sum += Weights<D>::Scalar(row, t) * x[r * ldx + t];
+    sums[r] = sum;
+  }
+}
+
+// Q8_0: the block's dot product is formed in f32 from the int8 values and scaled once;
+// two blocks alternate between accumulators to hide the FMA latency.
+template <int R>
+inline void DotQ8Block(const uint8_t* block, const float* x, int64_t ldx, __m256* acc) {
+  const __m256 d = _mm256_set1_ps(Q8Scale(block));
+  const __m256 w0 = LoadQ8(block + 2), w1 = LoadQ8(block + 10);
+  const __m256 w2 = LoadQ8(block + 18), w3 = LoadQ8(block + 26);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const float* xr = x + r * ldx;
+    __m256 p = _mm256_mul_ps(w0, _mm256_loadu_ps(xr));
+    p = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr + 8), p);
+    p = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xr + 16), p);
+    p = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xr + 24), p);
+    acc[r] = _mm256_fmadd_ps(p, d, acc[r]);
+  }
+}
+
+template <int R>
+void DotRowQ8(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
+  const uint8_t* blocks = static_cast<const uint8_t*>(row);
+  const int64_t nb = k / kQ8_0BlockElems;
+  __m256 even[R], odd[R];
+  for (int r = 0; r < R; ++r) even[r] = odd[r] = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    DotQ8Block<R>(blocks + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
+    DotQ8Block<R>(blocks + (b + 1) * kQ8_0BlockBytes, x + (b + 1) * kQ8_0BlockElems, ldx, odd);
+  }
+  if (b < nb) DotQ8Block<R>(blocks + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
+  for (int r = 0; r < R; ++r) sums[r] = Hsum(_mm256_add_ps(even[r], odd[r]));
+}
+
+template <DType D, int R>
+void DotRowAny(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
+  if constexpr (D == DType::kQ8_0) {
+    DotRowQ8<R>(row, x, ldx, k, sums);
+  } else {
+    DotRow<D, R, (R <= 2 ? 4 : 2)>(row, x, ldx, k, sums);
+  }
+}
+
+template <DType D>
+void GemvTyped(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
+  const size_t row_bytes = RowBytes(D, a.k);
+  for (int64_t j = n_begin; j < n_end; ++j) {
+    const void* row = static_cast<const uint8_t*>(a.w) + j * row_bytes;
+    float sums[kGemvMaxRows];
+    switch (a.rows) {
+      case 1: DotRowAny<D, 1>(row, a.x, a.ldx, a.k, sums); break;
+      case 2: DotRowAny<D, 2>(row, a.x, a.ldx, a.k, sums); break;
+      case 3: DotRowAny<D, 3>(row, a.x, a.ldx, a.k, sums); break;
+      default: DotRowAny<D, 4>(row, a.x, a.ldx, a.k, sums); break;
+    }
+    const float bias = a.bias != nullptr ? a.bias[j] : 0.0f;
+    for (int r = 0; r < a.rows; ++r) a.out[r * a.ldo + j] = sums[r] + bias;
+  }
+}
+
+void Gemv(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
+  switch (a.dtype) {
+    case DType::kF32: return GemvTyped<DType::kF32>(a, n_begin, n_end);
+    case DType::kF16: return GemvTyped<DType::kF16>(a, n_begin, n_end);
+    case DType::kBF16: return GemvTyped<DType::kBF16>(a, n_begin, n_end);
+    case DType::kQ8_0: return GemvTyped<DType::kQ8_0>(a, n_begin, n_end);
+    default: return;
+  }
+}
+
+// --- GEMM: panel packing and the 6x16 micro-kernel --------------------------------------
+
+inline void Transpose8x8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// Converts and transposes 8x8 tiles: each weight element is converted exactly once.
+template <DType D>
+void PackTyped(const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64_t kc,
+               float* packed) {
+  const size_t row_bytes = RowBytes(D, k);
+  for (int j0 = 0; j0 < kGemmNr; j0 += 8) {
+    const void* rows[8];
+    for (int r = 0; r < 8; ++r) {
+      rows[r] = j0 + r < cols ? static_cast<const uint8_t*>(w) + (n0 + j0 + r) * row_bytes
+                              : nullptr;
+    }
+    int64_t i = 0;
+    for (; i + 8 <= kc; i += 8) {
+      __m256 v[8];
+      for (int r = 0; r < 8; ++r) {
+        v[r] = rows[r] != nullptr ? Weights<D>::Load(rows[r], k0 + i) : _mm256_setzero_ps();
+      }
+      Transpose8x8(v);
+      for (int r = 0; r < 8; ++r) _mm256_storeu_ps(packed + (i + r) * kGemmNr + j0, v[r]);
+    }
+    for (; i < kc; ++i) {
+      for (int r = 0; r < 8; ++r) {
+        packed[i * kGemmNr + j0 + r] =
+            rows[r] != nullptr ? Weights<D>::Scalar(rows[r], k0 + i) : 0.0f;
+      }
+    }
+  }
+}
+
+void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0,
+               int64_t kc, float* packed) {
+  switch (dtype) {
+    case DType::kF32: return PackTyped<DType::kF32>(w, k, n0, cols, k0, kc, packed);
+    case DType::kF16: return PackTyped<DType::kF16>(w, k, n0, cols, k0, kc, packed);
+    case DType::kBF16: return PackTyped<DType::kBF16>(w, k, n0, cols, k0, kc, packed);
+    case DType::kQ8_0: return PackTyped<DType::kQ8_0>(w, k, n0, cols, k0, kc, packed);
+    default: return;
+  }
+}
+
+template <int R>
+void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
+                 float* c, int64_t ldc, bool accumulate) {
+  // Edge tiles (cols < 16) go through a full-width buffer so the loop stays unmasked.
+  alignas(32) float edge[R][kGemmNr];
+  const bool full = cols == kGemmNr;
+  float* out = full ? c : &edge[0][0];
+  const int64_t ldo = full ? ldc : kGemmNr;
+  if (!full && accumulate) {
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < kGemmNr; ++j) edge[r][j] = j < cols ? c[r * ldc + j] : 0.0f;
+  }
+  __m256 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = accumulate ? _mm256_loadu_ps(out + r * ldo) : _mm256_setzero_ps();
+    acc[r][1] = accumulate ? _mm256_loadu_ps(out + r * ldo + 8) : _mm256_setzero_ps();
+  }
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(packed + k * kGemmNr);
+    const __m256 b1 = _mm256_loadu_ps(packed + k * kGemmNr + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m256 a = _mm256_broadcast_ss(x + r * ldx + k);
+      acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_ps(out + r * ldo, acc[r][0]);
+    _mm256_storeu_ps(out + r * ldo + 8, acc[r][1]);
+  }
+  if (!full) {
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < cols; ++j) c[r * ldc + j] = edge[r][j];
+  }
+}
+
+void GemmMicro(int rows, int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
+               float* c, int64_t ldc, bool accumulate) {
+  switch (rows) {
+    case 1: return MicroKernel<1>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 2: return MicroKernel<2>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 3: return MicroKernel<3>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 4: return MicroKernel<4>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 5: return MicroKernel<5>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    default: return MicroKernel<6>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+  }
+}
+
+}  // namespace
+}  // namespace tokenmill::cpu
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+namespace tokenmill::cpu {
+
+// Defined in kernels_avx2_attention.cc.
+void FillAvx2AttentionKernels(KernelTable* table);
+
+const KernelTable* Avx2Kernels() {
+  static const KernelTable* const table = []() -> const KernelTable* {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
+        !__builtin_cpu_supports("f16c")) {
+      return nullptr;
+    }
+    static KernelTable t = GenericKernels();
+    t.name = "avx2";
+    t.convert_row = ConvertRow;
+    t.gemv = Gemv;
+    t.pack_panel = PackPanel;
+    t.gemm_micro = GemmMicro;
+    FillAvx2AttentionKernels(&t);
+    return &t;
+  }();
+  return table;
+}
+
+}  // namespace tokenmill::cpu
+
+#else  // !TM_CPU_AVX2_KERNELS
+
+namespace tokenmill::cpu {
+const KernelTable* Avx2Kernels() { return nullptr; }
+}  // namespace tokenmill::cpu
+
+#endif
