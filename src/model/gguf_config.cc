@@ -207,7 +207,8 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& g) {
   TM_RETURN_IF_ERROR(ParseRope(g, arch, &c));
   TM_RETURN_IF_ERROR(ParseVocabAndTokens(g, arch, &c));
   c.tie_word_embeddings = g.FindTensor("output.weight") == nullptr;
-  c.attention_bias = g.FindTensor("blk.0.attn_q.bias") != nullptr;
+  // qwen2 always has q/k/v biases; llama files have them when the tensors say so.
+  c.attention_bias = arch == "qwen2" || g.FindTensor("blk.0.attn_q.bias") != nullptr;
   c.name = std::filesystem::path(g.path()).stem().string();
   if (absl::Status s = c.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(g.path(), ": ", s.message()));

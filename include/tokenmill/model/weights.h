@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tokenmill/core/gguf.h"
 #include "tokenmill/core/mapped_file.h"
 #include "tokenmill/core/tensor.h"
 #include "tokenmill/model/model_config.h"
@@ -37,6 +38,10 @@ struct LoadedModel {
   ModelWeights weights;
   std::string path;    // what the user passed
   std::string format;  // "gguf", "safetensors", "demo"
+  // safetensors: the checkpoint directory (tokenizer.json, generation_config.json...).
+  std::string model_dir;
+  // gguf: the parsed file, whose metadata also holds the tokenizer.
+  std::shared_ptr<const GgufFile> gguf;
   std::vector<std::shared_ptr<MappedFile>> files;      // mmaps backing the views
   std::vector<std::unique_ptr<uint8_t[]>> owned;       // converted or generated tensors
 };
