@@ -9,6 +9,7 @@
 #include "spdlog/spdlog.h"
 #include "tokenmill/core/gguf.h"
 #include "tokenmill/core/status.h"
+#include "tokenmill/model/demo_model.h"
 #include "tokenmill/model/gguf_config.h"
 #include "tokenmill/model/hf_config.h"
 #include "tokenmill/model/safetensors.h"
@@ -114,6 +115,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadSafetensorsModel(const std::str
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path) {
   std::error_code ec;
   const fs::path p(path);
+  if (IsDemoSpec(path) && !fs::exists(p, ec)) return BuildDemoModel(path);
   if (fs::is_directory(p, ec)) {
     if (fs::exists(p / "config.json")) return LoadSafetensorsModel(path);
     if (std::string gguf = SoleGgufIn(p); !gguf.empty()) return LoadGgufModel(gguf);

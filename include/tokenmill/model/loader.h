@@ -6,7 +6,8 @@
 //     model.safetensors.index.json and its shards (F32, F16, BF16 weights);
 //   - that directory's config.json, model.safetensors or *.index.json;
 //   - a directory holding no config.json and exactly one .gguf file;
-//   - a demo spec ("demo", "demo:<preset>", see demo_model.h), built in memory.
+//   - a demo spec ("demo", "demo:<preset>", see demo_model.h), built in memory, unless a
+//     file or directory of that name exists.
 //
 // Weight matrices and embeddings stay in the map in their stored dtype (no copy); norm
 // weights and biases are converted to F32. Every tensor's shape is checked against the
