@@ -7,10 +7,6 @@
 
 namespace tokenmill {
 
-struct LlamaModel::DeviceLayer {
-  TensorView attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
-};
-
 namespace {
 
 // The first `rows` rows of a [max_rows, cols] buffer.

@@ -40,7 +40,10 @@ class LlamaModel {
   absl::Status Forward(const BatchPlan& plan, std::vector<float>* logits);
 
  private:
-  struct DeviceLayer;
+  // One layer's weights as the backend holds them.
+  struct DeviceLayer {
+    TensorView attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
+  };
   LlamaModel(const ModelConfig& config, Backend* backend, const LlamaModelOptions& options)
       : config_(config), backend_(backend), options_(options) {}
   absl::Status UploadWeights(const ModelWeights& weights);
