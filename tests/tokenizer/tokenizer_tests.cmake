@@ -1,0 +1,7 @@
+# Tokenizer tests (included by tests/tokenizer/CMakeLists.txt).
+add_library(tm_tokenizer_testutil STATIC ${CMAKE_CURRENT_LIST_DIR}/tokenizer_test_util.cc)
+target_include_directories(tm_tokenizer_testutil PUBLIC ${PROJECT_SOURCE_DIR}/tests)
+target_link_libraries(tm_tokenizer_testutil PUBLIC tm_testing tm_tokenizer)
+tokenmill_add_test(tokenizer_vocab_conformance_test
+  SRCS ${CMAKE_CURRENT_LIST_DIR}/vocab_conformance_test.cc
+  DEPS tokenizer tokenizer_testutil)
