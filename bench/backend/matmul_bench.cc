@@ -1,0 +1,127 @@
+// CPU MatMul on real model shapes. Decode (T = 1..8) is a GEMV and is reported in GB/s of
+// weights streamed and as a fraction of the measured read bandwidth; weights rotate over
+// enough copies to exceed the last-level cache, so the figure is DRAM streaming. Prefill
+// (T = 128, 512) is a GEMM and is reported in GFLOP/s and as a fraction of the AVX2 FMA peak.
+#include <benchmark/benchmark.h>
+
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "ceilings.h"
+#include "tokenmill/backend/cpu_backend.h"
+
+namespace tokenmill::bench {
+namespace {
+
+constexpr size_t kRotateBytes = size_t{256} << 20;  // 8x the L3 of this class of CPU
+
+const DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0};
+
+// Random bytes are fine for timing, except that fp16/bf16 exponents must stay finite and
+// Q8_0 scales small, so every element is a plain number.
+std::vector<uint8_t> RandomWeight(DType dtype, int64_t n, int64_t k, std::mt19937& rng) {
+  std::vector<uint8_t> bytes(DTypeBytes(dtype, n * k));
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  switch (dtype) {
+    case DType::kF32:
+      for (size_t i = 0; i < bytes.size() / 4; ++i) reinterpret_cast<float*>(bytes.data())[i] = dist(rng);
+      break;
+    case DType::kF16:
+    case DType::kBF16:
+      for (size_t i = 0; i < bytes.size() / 2; ++i) {
+        const float f = dist(rng);
+        reinterpret_cast<uint16_t*>(bytes.data())[i] = dtype == DType::kF16 ? F32ToF16(f) : F32ToBf16(f);
+      }
+      break;
+    default:  // Q8_0
+      for (size_t b = 0; b < bytes.size() / kQ8_0BlockBytes; ++b) {
+        const uint16_t d = F32ToF16(0.01f);
+        std::memcpy(bytes.data() + b * kQ8_0BlockBytes, &d, 2);
+        for (int i = 0; i < kQ8_0BlockElems; ++i) bytes[b * kQ8_0BlockBytes + 2 + i] = static_cast<uint8_t>(rng() % 255);
+      }
+  }
+  return bytes;
+}
+
+struct Fixture {
+  std::unique_ptr<Backend> backend = MakeCpuBackend();
+  std::vector<std::vector<uint8_t>> copies;
+  std::vector<TensorView> weights;
+  std::vector<float> x, out;
+
+  Fixture(DType dtype, int64_t t, int64_t n, int64_t k, bool rotate) {
+    std::mt19937 rng(1);
+    const size_t bytes = DTypeBytes(dtype, n * k);
+    const size_t num_copies = rotate ? std::max<size_t>(1, (kRotateBytes + bytes - 1) / bytes) : 1;
+    for (size_t c = 0; c < num_copies; ++c) {
+      copies.push_back(c == 0 ? RandomWeight(dtype, n, k, rng) : copies[0]);
+      weights.push_back({copies.back().data(), dtype, Shape{n, k}});
+    }
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    x.resize(t * k);
+    for (float& v : x) v = dist(rng);
+    out.resize(t * n);
+  }
+  void Run(size_t i, int64_t t) {
+    const TensorView& w = weights[i % weights.size()];
+    backend->MatMul({x.data(), DType::kF32, Shape{t, w.shape[1]}}, w, nullptr,
+                    {out.data(), DType::kF32, Shape{t, w.shape[0]}});
+  }
+};
+
+// Args: dtype index, T, N, K.
+void BM_Gemv(benchmark::State& state) {
+  const DType dtype = kDTypes[state.range(0)];
+  const int64_t t = state.range(1), n = state.range(2), k = state.range(3);
+  Fixture f(dtype, t, n, k, /*rotate=*/true);
+  ReadBandwidth();  // measured before timing starts
+  size_t i = 0;
+  const double secs = TimedLoop(state, [&] { f.Run(i++, t); });
+  const double bytes_per_s = static_cast<double>(DTypeBytes(dtype, n * k)) * state.iterations() / secs;
+  state.SetLabel(std::string(DTypeName(dtype)));
+  state.counters["GB/s"] = bytes_per_s * 1e-9;
+  state.counters["of_bw"] = bytes_per_s / ReadBandwidth();
+  if (!f.backend->Finish().ok()) state.SkipWithError("MatMul failed");
+}
+
+void GemvArgs(benchmark::internal::Benchmark* b) {
+  for (int d = 0; d < 4; ++d) {
+    b->Args({d, 1, 4096, 4096});
+    b->Args({d, 1, 11008, 4096});
+    b->Args({d, 1, 4096, 11008});
+  }
+  for (int t : {2, 4, 8}) {
+    b->Args({1, t, 4096, 4096});
+    b->Args({3, t, 4096, 4096});
+  }
+}
+BENCHMARK(BM_Gemv)->Apply(GemvArgs)->ArgNames({"dtype", "T", "N", "K"})->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_Gemm(benchmark::State& state) {
+  const DType dtype = kDTypes[state.range(0)];
+  const int64_t t = state.range(1), n = state.range(2), k = state.range(3);
+  Fixture f(dtype, t, n, k, /*rotate=*/false);
+  FmaPeak();  // measured before timing starts
+  const double secs = TimedLoop(state, [&] { f.Run(0, t); });
+  const double flops_per_s = 2.0 * t * n * k * state.iterations() / secs;
+  state.SetLabel(std::string(DTypeName(dtype)));
+  state.counters["GFLOP/s"] = flops_per_s * 1e-9;
+  state.counters["of_peak"] = flops_per_s / FmaPeak();
+  if (!f.backend->Finish().ok()) state.SkipWithError("MatMul failed");
+}
+
+void GemmArgs(benchmark::internal::Benchmark* b) {
+  for (int d = 0; d < 4; ++d) {
+    b->Args({d, 128, 2048, 2048});
+    b->Args({d, 512, 2048, 2048});
+  }
+  b->Args({2, 512, 4096, 4096});
+  b->Args({0, 16, 2048, 2048});
+}
+BENCHMARK(BM_Gemm)->Apply(GemmArgs)->ArgNames({"dtype", "T", "N", "K"})->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace tokenmill::bench
