@@ -5,3 +5,6 @@ target_link_libraries(tm_tokenizer_testutil PUBLIC tm_testing tm_tokenizer)
 tokenmill_add_test(tokenizer_vocab_conformance_test
   SRCS ${CMAKE_CURRENT_LIST_DIR}/vocab_conformance_test.cc
   DEPS tokenizer tokenizer_testutil)
+tokenmill_add_test(tokenizer_hf_conformance_test
+  SRCS ${CMAKE_CURRENT_LIST_DIR}/hf_conformance_test.cc
+  DEPS tokenizer tokenizer_testutil)
