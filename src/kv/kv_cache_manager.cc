@@ -120,6 +120,14 @@ int KvCacheManager::NumBlocksToAllocate(SeqId seq, int num_new_tokens) const {
   return std::max(grow, 0) + (CowIndex(s, num_new_tokens) >= 0 ? 1 : 0);
 }
 
+int KvCacheManager::MaxAllocatableTokens(SeqId seq) const {
+  const SeqBlocks& s = Get(seq);
+  // A copy-on-write replaces a block rather than adding one, but still takes one.
+  const int spare = pool_.num_available_blocks() - (CowIndex(s, 1) >= 0 ? 1 : 0);
+  if (spare < 0) return 0;
+  return (static_cast<int>(s.blocks.size()) + spare) * block_size() - s.num_computed_tokens;
+}
+
 bool KvCacheManager::Allocate(SeqId seq, int num_new_tokens, std::vector<BlockCopy>* copies) {
   TM_CHECK(num_new_tokens >= 0, "num_new_tokens ", num_new_tokens);
   SeqBlocks& s = Get(seq);
@@ -135,6 +143,7 @@ bool KvCacheManager::Allocate(SeqId seq, int num_new_tokens, std::vector<BlockCo
     const BlockId own = *pool_.Allocate();
     if (s.num_computed_tokens % block_size() != 0) {
       copies->push_back({shared, own});
+      copy_sources_.push_back(shared);
       ++num_cow_copies_;
     }
     pool_.Unref(shared);
@@ -180,8 +189,23 @@ void KvCacheManager::Free(SeqId seq) {
   const auto it = seqs_.find(seq);
   TM_CHECK(it != seqs_.end(), "Free of unknown sequence ", seq);
   const std::vector<BlockId>& blocks = it->second.blocks;
-  for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) pool_.Unref(*b);
+  for (auto b = blocks.rbegin(); b != blocks.rend(); ++b) {
+    // Reused within the step, a pending copy's source could become another copy's
+    // destination, and the copies of a step run as one batch.
+    if (pool_.ref_count(*b) == 1 &&
+        std::find(copy_sources_.begin(), copy_sources_.end(), *b) != copy_sources_.end()) {
+      held_blocks_.push_back(*b);
+      continue;
+    }
+    pool_.Unref(*b);
+  }
   seqs_.erase(it);
+}
+
+void KvCacheManager::ReleaseCopySources() {
+  for (const BlockId block : held_blocks_) pool_.Unref(block);
+  held_blocks_.clear();
+  copy_sources_.clear();
 }
 
 absl::Status KvCacheManager::CheckInvariants() const {
@@ -207,11 +231,12 @@ absl::Status KvCacheManager::CheckInvariants() const {
       ++refs[block];
     }
   }
+  for (const BlockId block : held_blocks_) ++refs[block];
   for (BlockId block = 0; block < n; ++block) {
     if (refs[block] != pool_.ref_count(block)) {
       return absl::InternalError(absl::StrCat("block ", block, " has ref_count ",
                                               pool_.ref_count(block), " but ", refs[block],
-                                              " table entries"));
+                                              " table entries and holds"));
     }
   }
   return absl::OkStatus();

@@ -211,9 +211,27 @@ TEST(KvCacheManagerTest, ForkSharesBlocksAndCopiesThePartialBlockOnWrite) {
   EXPECT_THAT(kv.block_table(1), ElementsAre(0, 1));
   EXPECT_EQ(kv.stats().num_cow_copies, 1);
   EXPECT_INVARIANTS(kv);
+  kv.ReleaseCopySources();  // the step is planned
   kv.Free(1);
   kv.Free(2);
   EXPECT_EQ(kv.stats().num_used_blocks, 0);
+  EXPECT_INVARIANTS(kv);
+}
+
+TEST(KvCacheManagerTest, PendingCopySourceIsNotReusedBeforeTheStepIsPlanned) {
+  KvCacheManager kv = Make(8);
+  const std::vector<int32_t> t = Tokens(6);
+  AddComputed(kv, 1, t);  // blocks 0, 1 (partial)
+  kv.Fork(1, 2);
+  std::vector<BlockCopy> copies;
+  ASSERT_TRUE(kv.Allocate(2, 1, &copies));  // copy 1 -> 2
+  kv.Free(1);                                // the source's last table lets go
+  EXPECT_INVARIANTS(kv);
+  EXPECT_EQ(kv.stats().num_used_blocks, 3);  // block 1 is held for the pending copy
+  ASSERT_TRUE(kv.AddSequence(3, kv.MatchPrefix(Tokens(4, 50), 0), 4));
+  EXPECT_THAT(kv.block_table(3), ElementsAre(3));  // not block 1
+  kv.ReleaseCopySources();
+  EXPECT_EQ(kv.stats().num_used_blocks, 3);  // blocks 0, 2 (seq 2) and 3 (seq 3)
   EXPECT_INVARIANTS(kv);
 }
 

@@ -95,6 +95,9 @@ class KvCacheManager {
   // Blocks Allocate(seq, num_new_tokens) would take, including a copy-on-write block.
   int NumBlocksToAllocate(SeqId seq, int num_new_tokens) const;
 
+  // The most new tokens Allocate(seq, n) can take right now (0 when not even one).
+  int MaxAllocatableTokens(SeqId seq) const;
+
   // Grows `seq`'s table to hold num_computed_tokens(seq) + num_new_tokens tokens. If the
   // first block to be written is a partial block shared with a fork, `seq` gets a fresh
   // block instead and the copy to perform is appended to `copies`. Returns false, changing
@@ -114,8 +117,15 @@ class KvCacheManager {
   void Fork(SeqId parent, SeqId child);
 
   // Releases every block of `seq` (last block first, so a prefix's tail is evicted before
-  // its head). Full cached blocks stay reusable until evicted. Requires: Contains(seq).
+  // its head). Full cached blocks stay reusable until evicted. A block that is the source
+  // of a copy handed out since the last ReleaseCopySources() is held back instead, so no
+  // allocation can receive it (as a copy destination, say) while that copy is pending.
+  // Requires: Contains(seq).
   void Free(SeqId seq);
+
+  // Ends the planning of a step: its copies are fixed, and blocks Free() held back for
+  // them return to the pool. The scheduler calls it at the end of each Schedule().
+  void ReleaseCopySources();
 
   bool Contains(SeqId seq) const { return seqs_.contains(seq); }
   // Physical block ids of `seq`, in token order. Requires: Contains(seq).
@@ -149,6 +159,8 @@ class KvCacheManager {
   BlockPool pool_;
   bool enable_prefix_caching_;
   absl::flat_hash_map<SeqId, SeqBlocks> seqs_;
+  std::vector<BlockId> copy_sources_;  // CoW sources since the last ReleaseCopySources()
+  std::vector<BlockId> held_blocks_;   // of those, freed by every table: one held reference
   int64_t prefix_query_tokens_ = 0;
   int64_t prefix_hit_tokens_ = 0;
   int64_t num_cow_copies_ = 0;
