@@ -91,10 +91,41 @@ bool IsPrintable(char32_t cp) {
   }
 }
 
-std::string MapCodepoints(const std::string& s, char32_t (*fn)(char32_t)) {
+// The unconditional one-to-many mappings of Unicode SpecialCasing.txt that CPython applies
+// (utf8proc only knows the one-to-one ones). Returns null when the simple mapping applies.
+enum class CaseKind { kUpper, kLower, kTitle };
+const char* SpecialCase(char32_t cp, CaseKind kind) {
+  struct Entry {
+    char32_t cp;
+    const char* upper;
+    const char* title;
+  };
+  static constexpr Entry kEntries[] = {
+      {0x00DF, "SS", "Ss"},  {0xFB00, "FF", "Ff"},    {0xFB01, "FI", "Fi"},
+      {0xFB02, "FL", "Fl"},  {0xFB03, "FFI", "Ffi"},  {0xFB04, "FFL", "Ffl"},
+      {0xFB05, "ST", "St"},  {0xFB06, "ST", "St"},    {0x0149, "\xCA\xBCN", "\xCA\xBCN"},
+  };
+  if (kind == CaseKind::kLower) return cp == 0x0130 ? "i\xCC\x87" : nullptr;
+  for (const Entry& e : kEntries) {
+    if (e.cp == cp) return kind == CaseKind::kUpper ? e.upper : e.title;
+  }
+  return nullptr;
+}
+
+void AppendCased(char32_t cp, CaseKind kind, std::string* out) {
+  if (const char* special = SpecialCase(cp, kind)) {
+    out->append(special);
+    return;
+  }
+  AppendUtf8(kind == CaseKind::kUpper ? ToUpper(cp) : kind == CaseKind::kLower ? ToLower(cp)
+                                                                               : ToTitle(cp),
+             out);
+}
+
+std::string MapCase(const std::string& s, CaseKind kind) {
   std::string out;
   out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) AppendUtf8(fn(NextCodepoint(s, &i)), &out);
+  for (size_t i = 0; i < s.size();) AppendCased(NextCodepoint(s, &i), kind, &out);
   return out;
 }
 
@@ -292,15 +323,15 @@ std::string PyReplace(const std::string& s, const std::string& old_text,
   return out;
 }
 
-std::string PyUpper(const std::string& s) { return MapCodepoints(s, ToUpper); }
-std::string PyLower(const std::string& s) { return MapCodepoints(s, ToLower); }
+std::string PyUpper(const std::string& s) { return MapCase(s, CaseKind::kUpper); }
+std::string PyLower(const std::string& s) { return MapCase(s, CaseKind::kLower); }
 
 std::string PyTitle(const std::string& s) {
   std::string out;
   bool previous_cased = false;
   for (size_t i = 0; i < s.size();) {
     const char32_t cp = NextCodepoint(s, &i);
-    AppendUtf8(previous_cased ? ToLower(cp) : ToTitle(cp), &out);
+    AppendCased(cp, previous_cased ? CaseKind::kLower : CaseKind::kTitle, &out);
     previous_cased = IsCased(cp);
   }
   return out;
@@ -311,7 +342,7 @@ std::string PyCapitalize(const std::string& s) {
   bool first = true;
   for (size_t i = 0; i < s.size();) {
     const char32_t cp = NextCodepoint(s, &i);
-    AppendUtf8(first ? ToTitle(cp) : ToLower(cp), &out);
+    AppendCased(cp, first ? CaseKind::kTitle : CaseKind::kLower, &out);
     first = false;
   }
   return out;
@@ -331,7 +362,7 @@ std::string JinjaTitle(const std::string& s) {
       at_word_start = true;
       continue;
     }
-    AppendUtf8(at_word_start ? ToUpper(cp) : ToLower(cp), &out);
+    AppendCased(cp, at_word_start ? CaseKind::kUpper : CaseKind::kLower, &out);
     at_word_start = false;
   }
   return out;
