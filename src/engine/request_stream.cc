@@ -29,36 +29,11 @@ void RequestStream::Push(TokenEvent event) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     TM_CHECK(!closed_, "event pushed on closed stream ", request_id_);
-    // A rejected request closes at once, whatever its n.
-    if (event.finished) {
-      num_open_sequences_ = event.finish_reason == FinishReason::kRejected
-                                ? 0
-                                : num_open_sequences_ - 1;
-      if (num_open_sequences_ <= 0) closed_ = true;
-    }
+    if (event.finished && --num_open_sequences_ <= 0) closed_ = true;
     events_.push_back(std::move(event));
   }
   cv_.notify_all();
   if (notify_) notify_();
-}
-
-const char* FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kNone: return "none";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kContext: return "context_length";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kDeadline: return "deadline";
-    case FinishReason::kError: return "error";
-    case FinishReason::kRejected: return "rejected";
-  }
-  return "unknown";
-}
-
-bool IsAbortReason(FinishReason reason) {
-  return reason == FinishReason::kCancelled || reason == FinishReason::kDeadline ||
-         reason == FinishReason::kError || reason == FinishReason::kRejected;
 }
 
 }  // namespace tokenmill

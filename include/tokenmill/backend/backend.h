@@ -14,7 +14,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -105,6 +107,11 @@ class Backend {
   virtual void CopyToHost(const TensorView& src, void* dst) = 0;
   // Copies host bytes into a device tensor of the same size.
   virtual void CopyFromHost(const void* src, TensorView dst) = 0;
+
+  // Copies whole KV blocks (every layer, K and V): copies[i] = {src_block, dst_block}.
+  // Copy-on-write of a partial block shared by forked sequences; runs before the step's
+  // KV writes. Requires: ids < num_blocks, no dst is also a src.
+  virtual void CopyKvBlocks(std::span<const std::pair<int32_t, int32_t>> copies) = 0;
 
   // --- per step -----------------------------------------------------------------------
   // Validates the plan against the KV cache and builds attention metadata for the step.

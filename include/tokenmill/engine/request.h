@@ -10,26 +10,12 @@
 #include "absl/status/status.h"
 #include "tokenmill/sampling/sampler.h"
 #include "tokenmill/sampling/sampling_params.h"
+#include "tokenmill/scheduler/sequence.h"  // FinishReason
 
 namespace tokenmill {
 
-enum class FinishReason {
-  kNone,       // still running
-  kStop,       // EOS, a stop token id, or a stop string (reported by the front end)
-  kLength,     // max_tokens reached
-  kContext,    // the model's context length reached (OpenAI reports it as "length")
-  kCancelled,  // the client cancelled or went away
-  kDeadline,   // the request's deadline passed
-  kError,      // the step failed (backend error); status says why
-  kRejected,   // never admitted (validation, quota, draining); status says why
-};
-
-// "stop", "length", "cancelled", ... as used in JSON outputs and metric labels.
-const char* FinishReasonName(FinishReason reason);
-bool IsAbortReason(FinishReason reason);
-
 struct EngineRequest {
-  std::string id;                 // unique among live requests; engine assigns if empty
+  std::string id;                 // unique among live requests; the engine assigns one if empty
   std::string tenant = "default";
   std::string model;              // for accounting and ledgers
   std::vector<int32_t> prompt_ids;
@@ -62,7 +48,7 @@ struct TokenEvent {
   std::vector<SampledToken> logprobs;   // parallel to token_ids when requested
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;
-  absl::Status status;                  // non-OK for kError / kRejected
+  absl::Status status;                  // non-OK for kError
   std::optional<RequestUsage> usage;    // on the request's final event
 };
 

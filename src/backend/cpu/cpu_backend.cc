@@ -17,6 +17,9 @@ namespace {
 
 const KernelTable* SelectKernels(CpuIsa isa) {
   if (isa == CpuIsa::kAuto) {
+    if (const KernelTable* avx512 = Avx512Kernels(); avx512 != nullptr) return avx512;
+  }
+  if (isa == CpuIsa::kAuto || isa == CpuIsa::kAvx2) {
     if (const KernelTable* avx2 = Avx2Kernels(); avx2 != nullptr) return avx2;
   }
   return &GenericKernels();
@@ -164,6 +167,30 @@ void CpuBackend::CopyToHost(const TensorView& src, void* dst) {
 
 void CpuBackend::CopyFromHost(const void* src, TensorView dst) {
   if (dst.NumBytes() > 0) std::memcpy(dst.data, src, dst.NumBytes());
+}
+
+void CpuBackend::CopyKvBlocks(std::span<const std::pair<int32_t, int32_t>> copies) {
+  if (copies.empty()) return;
+  if (kv_layers_.empty()) {
+    Fail(absl::FailedPreconditionError("CopyKvBlocks: no KV cache"));
+    return;
+  }
+  const size_t block_bytes = DTypeBytes(
+      kv_spec_.dtype, int64_t{kv_spec_.block_size} * kv_spec_.num_kv_heads * kv_spec_.head_dim);
+  for (const auto& [src, dst] : copies) {
+    if (src < 0 || dst < 0 || src >= kv_spec_.num_blocks || dst >= kv_spec_.num_blocks) {
+      Fail(absl::InvalidArgumentError(
+          absl::StrCat("CopyKvBlocks: block ", src, " -> ", dst, " outside [0, ",
+                       kv_spec_.num_blocks, ")")));
+      return;
+    }
+    for (KvLayer& layer : kv_layers_) {
+      for (uint8_t* base : {static_cast<uint8_t*>(layer.k.get()),
+                            static_cast<uint8_t*>(layer.v.get())}) {
+        std::memcpy(base + dst * block_bytes, base + src * block_bytes, block_bytes);
+      }
+    }
+  }
 }
 
 // --- per step ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ class CpuBackend final : public Backend {
   const KvCacheSpec& kv_cache_spec() const override { return kv_spec_; }
   void CopyToHost(const TensorView& src, void* dst) override;
   void CopyFromHost(const void* src, TensorView dst) override;
+  void CopyKvBlocks(std::span<const std::pair<int32_t, int32_t>> copies) override;
 
   absl::Status PlanStep(const BatchPlan& plan) override;
   absl::Status Finish() override;

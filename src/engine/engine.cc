@@ -1,0 +1,295 @@
+// Engine lifecycle, the inbox and admission. The step itself is in engine_step.cc.
+#include "tokenmill/engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+#include "engine/live_request.h"
+#include "tokenmill/core/status.h"
+
+namespace tokenmill {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options,
+                                                       std::unique_ptr<ModelExecutor> executor,
+                                                       const Clock* clock) {
+  if (executor == nullptr) return absl::InvalidArgumentError("engine: no model executor");
+  SchedulerConfig sc = options.scheduler;
+  sc.max_model_len = std::min(sc.max_model_len, executor->config().max_position_embeddings);
+  sc.max_num_batched_tokens = std::min(sc.max_num_batched_tokens, executor->max_num_tokens());
+  sc.max_num_seqs = std::min(sc.max_num_seqs, executor->max_num_logits());
+  if (!sc.enable_chunked_prefill) sc.max_model_len = std::min(sc.max_model_len, sc.max_num_batched_tokens);
+  TM_RETURN_IF_ERROR(sc.Validate());
+  KvCacheConfig kc;
+  kc.num_blocks = executor->num_kv_blocks();
+  kc.block_size = executor->block_size();
+  kc.enable_prefix_caching = options.enable_prefix_caching;
+  TM_RETURN_IF_ERROR(kc.Validate());
+  if (options.max_pending_requests < 0) {
+    return absl::InvalidArgumentError("engine.max_pending_requests must be >= 0");
+  }
+  EngineOptions effective = options;
+  effective.scheduler = sc;
+  std::unique_ptr<Engine> engine(new Engine(effective, std::move(executor), clock));
+  engine->kv_ = std::make_unique<KvCacheManager>(kc);
+  engine->scheduler_ = std::make_unique<Scheduler>(sc, engine->kv_.get(), clock);
+  engine->max_seq_len_ = engine->scheduler_->max_seq_len();
+  engine->PublishStats();
+  engine->thread_ = std::thread([e = engine.get()] { e->Run(); });
+  spdlog::info("engine: {}; max_num_seqs {}, max_num_batched_tokens {}, max_seq_len {}",
+               engine->executor_->Describe(), sc.max_num_seqs, sc.max_num_batched_tokens,
+               engine->max_seq_len_);
+  return engine;
+}
+
+Engine::Engine(const EngineOptions& options, std::unique_ptr<ModelExecutor> executor,
+               const Clock* clock)
+    : options_(options), executor_(std::move(executor)), clock_(clock) {}
+
+Engine::~Engine() { Shutdown(); }
+
+absl::Status Engine::ValidateRequest(const EngineRequest& r) const {
+  if (r.prompt_ids.empty()) return absl::InvalidArgumentError("prompt: must not be empty");
+  const int vocab = executor_->config().vocab_size;
+  for (size_t i = 0; i < r.prompt_ids.size(); ++i) {
+    if (r.prompt_ids[i] < 0 || r.prompt_ids[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", r.prompt_ids[i],
+                                                     " at index ", i, " is outside [0, ",
+                                                     vocab, ")"));
+    }
+  }
+  if (r.n < 1 || r.n > options_.scheduler.max_num_seqs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("n: ", r.n, " is outside [1, ", options_.scheduler.max_num_seqs, "]"));
+  }
+  TM_RETURN_IF_ERROR(r.sampling.Validate());
+  for (int32_t id : r.sampling.stop_token_ids) {
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop_token_ids: ", id, " is outside [0, ", vocab, ")"));
+    }
+  }
+  if (static_cast<int>(r.prompt_ids.size()) >= max_seq_len_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "prompt: ", r.prompt_ids.size(), " tokens leave no room to generate; the context is ",
+        max_seq_len_, " tokens"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(EngineRequest request) {
+  TM_RETURN_IF_ERROR(ValidateRequest(request));
+  std::shared_ptr<RequestStream> stream;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ || draining_.load()) {
+      return absl::UnavailableError("engine is draining or shut down; not accepting requests");
+    }
+    if (options_.max_pending_requests > 0 && num_pending_ >= options_.max_pending_requests) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "queue full: ", num_pending_, " requests pending (max_pending_requests)"));
+    }
+    const RequestId rid = next_request_id_++;
+    if (request.id.empty()) request.id = absl::StrCat("req-", rid);
+    if (live_ids_.contains(request.id)) {
+      return absl::AlreadyExistsError(absl::StrCat("request id '", request.id, "' is live"));
+    }
+    live_ids_[request.id] = rid;
+    ++num_pending_;
+    stream = std::make_shared<RequestStream>(request.id, request.n);
+    InboxItem item;
+    item.kind = InboxItem::kSubmit;
+    item.rid = rid;
+    item.arrival_s = clock_->NowSeconds();
+    item.request = std::move(request);
+    item.stream = stream;
+    inbox_.push_back(std::move(item));
+  }
+  cv_.notify_one();
+  return stream;
+}
+
+void Engine::Cancel(const std::string& request_id, FinishReason reason) {
+  TM_CHECK(IsAbort(reason), "Cancel with non-abort reason ", FinishReasonName(reason));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_ids_.find(request_id);
+    if (it == live_ids_.end()) return;
+    InboxItem item;
+    item.kind = InboxItem::kCancel;
+    item.rid = it->second;
+    item.reason = reason;
+    inbox_.push_back(std::move(item));
+  }
+  cv_.notify_one();
+}
+
+void Engine::StopSequence(const std::string& request_id, int index) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_ids_.find(request_id);
+    if (it == live_ids_.end()) return;
+    InboxItem item;
+    item.kind = InboxItem::kStopSequence;
+    item.rid = it->second;
+    item.index = index;
+    inbox_.push_back(std::move(item));
+  }
+  cv_.notify_one();
+}
+
+void Engine::StartDrain() {
+  draining_.store(true);
+  spdlog::info("engine: draining; new requests are refused");
+}
+
+bool Engine::WaitUntilIdle(double timeout_s) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return idle_cv_.wait_for(lock, std::chrono::duration<double>(timeout_s),
+                           [&] { return num_pending_ == 0 && stats_.num_pending_requests == 0; });
+}
+
+void Engine::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ && !thread_.joinable()) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Engine::PublishStats() {
+  const SchedulerStats ss = scheduler_->stats();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.scheduler = ss;
+  stats_.kv = kv_->stats();
+  stats_.num_running = ss.num_running_sequences;
+  stats_.num_waiting = ss.num_waiting_sequences;
+  stats_.num_pending_requests = num_pending_;
+  stats_.num_steps = num_steps_;
+  stats_.num_failed_steps = num_failed_steps_;
+  // Idle only once the published figures show it (blocks freed, counts settled).
+  if (num_pending_ == 0) idle_cv_.notify_all();
+}
+
+void Engine::Run() {
+  try {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        const bool has_work = scheduler_->has_unfinished_requests();
+        if (!has_work) {
+          cv_.wait(lock, [&] { return stop_ || !inbox_.empty(); });
+        }
+        if (stop_) break;
+      }
+      DrainInbox();
+      if (!RunStep() && scheduler_->has_unfinished_requests()) {
+        // Work exists but nothing could run (e.g. waiting on a deadline to pass): sleep
+        // briefly instead of spinning; a new submission or cancel wakes us.
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(1),
+                     [&] { return stop_ || !inbox_.empty(); });
+      }
+    }
+    DrainInbox();
+    AbortAll(FinishReason::kCancelled);
+  } catch (const std::exception& e) {
+    // A stray third-party exception must not take the process down silently.
+    spdlog::critical("engine: step thread died: {}", e.what());
+    AbortAll(FinishReason::kError);
+  }
+  PublishStats();
+}
+
+void Engine::DrainInbox() {
+  std::deque<InboxItem> items;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    items.swap(inbox_);
+  }
+  for (InboxItem& item : items) {
+    switch (item.kind) {
+      case InboxItem::kSubmit:
+        AdmitNew(std::move(item));
+        break;
+      case InboxItem::kCancel:
+        scheduler_->AbortRequest(item.rid, item.reason);
+        break;
+      case InboxItem::kStopSequence: {
+        auto it = requests_.find(item.rid);
+        if (it == requests_.end()) break;
+        LiveRequest& lr = *it->second;
+        if (item.index < 0 || item.index >= lr.request.n) break;
+        lr.stopped[item.index] = true;
+        // The scheduler ends requests, not single samples: end the request once every
+        // sample is stopped or finished; until then a stopped sample's tokens are dropped.
+        bool all_done = true;
+        for (int i = 0; i < lr.request.n; ++i) all_done &= lr.stopped[i] || lr.finished[i];
+        if (all_done) scheduler_->AbortRequest(item.rid, FinishReason::kCancelled);
+        break;
+      }
+    }
+  }
+}
+
+void Engine::AdmitNew(InboxItem item) {
+  auto lr = std::make_unique<LiveRequest>();
+  lr->rid = item.rid;
+  lr->request = std::move(item.request);
+  lr->stream = std::move(item.stream);
+  lr->arrival_s = item.arrival_s;
+  const EngineRequest& r = lr->request;
+  lr->finished.assign(r.n, false);
+  lr->stopped.assign(r.n, false);
+  for (int i = 0; i < r.n; ++i) {
+    SamplingParams sp = r.sampling;
+    // Samples of one seeded request are distinct but reproducible.
+    if (sp.seed.has_value()) sp.seed = *sp.seed + static_cast<uint64_t>(i);
+    auto sampler = Sampler::Create(sp, r.prompt_ids);
+    TM_CHECK(sampler.ok(), "sampling params validated in Submit: ", sampler.status().ToString());
+    lr->samplers.push_back(std::move(sampler).value());
+  }
+  RequestSpec spec;
+  spec.request_id = item.rid;
+  spec.prompt_token_ids = r.prompt_ids;
+  spec.n = r.n;
+  spec.max_tokens = r.sampling.max_tokens;
+  spec.stop_token_ids = r.sampling.stop_token_ids;
+  if (!r.sampling.ignore_eos) {
+    for (int id : executor_->config().eos_token_ids) spec.stop_token_ids.push_back(id);
+  }
+  spec.priority = r.priority;
+  spec.tenant = r.tenant;
+  spec.deadline_s = r.deadline_s;
+  const absl::Status s = scheduler_->AddRequest(std::move(spec));
+  if (!s.ok()) {
+    // Submit() validated what it could; anything left (e.g. a limit of the scheduler's own)
+    // still ends the request cleanly with one finished event per sample.
+    for (int i = 0; i < r.n; ++i) {
+      TokenEvent ev;
+      ev.index = i;
+      ev.finished = true;
+      ev.finish_reason = FinishReason::kError;
+      ev.status = s;
+      if (i + 1 == r.n) ev.usage = RequestUsage{};
+      lr->stream->Push(std::move(ev));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    live_ids_.erase(r.id);
+    --num_pending_;
+    idle_cv_.notify_all();
+    return;
+  }
+  requests_[item.rid] = std::move(lr);
+}
+
+}  // namespace tokenmill
