@@ -11,3 +11,6 @@ tokenmill_add_test(tokenizer_hf_conformance_test
 tokenmill_add_test(tokenizer_golden_test
   SRCS ${CMAKE_CURRENT_LIST_DIR}/golden_test.cc
   DEPS tokenizer tokenizer_testutil)
+tokenmill_add_test(tokenizer_detokenizer_test
+  SRCS ${CMAKE_CURRENT_LIST_DIR}/detokenizer_test.cc
+  DEPS tokenizer tokenizer_testutil)
