@@ -41,8 +41,7 @@ absl::Status CostConfig::Validate() const {
                                  defaults.pue, defaults.num_devices));
   for (const auto& [model, o] : per_model) {
     TM_RETURN_IF_ERROR(CheckPrices(absl::StrCat("cost.per_model[", model, "]."),
-                                   o.price_per_device_hour, o.price_per_kwh, o.pue,
-                                   o.num_devices));
+                                   o.price_per_device_hour, o.price_per_kwh, o.pue, o.num_devices));
   }
   return absl::OkStatus();
 }

@@ -11,17 +11,21 @@ namespace tokenmill::metrics {
 
 const char* EnergySourceName(EnergySource source) {
   switch (source) {
-    case EnergySource::kNone: return "none";
-    case EnergySource::kNvml: return "nvml";
-    case EnergySource::kRapl: return "rapl";
-    case EnergySource::kEstimated: return "estimated";
+    case EnergySource::kNone:
+      return "none";
+    case EnergySource::kNvml:
+      return "nvml";
+    case EnergySource::kRapl:
+      return "rapl";
+    case EnergySource::kEstimated:
+      return "estimated";
   }
   return "none";
 }
 
 absl::StatusOr<EnergySource> ParseEnergySource(absl::string_view name) {
-  for (EnergySource s : {EnergySource::kNone, EnergySource::kNvml, EnergySource::kRapl,
-                         EnergySource::kEstimated}) {
+  for (EnergySource s :
+       {EnergySource::kNone, EnergySource::kNvml, EnergySource::kRapl, EnergySource::kEstimated}) {
     if (name == EnergySourceName(s)) return s;
   }
   return absl::InvalidArgumentError(
@@ -76,7 +80,8 @@ absl::StatusOr<std::unique_ptr<EnergyMeter>> AutoDetect(const EnergyMeterOptions
   if (options.gpu_backend) {
     auto nvml = CreateNvmlEnergyMeter(options.nvml, clock);
     if (nvml.ok()) return nvml;
-    spdlog::info("energy: NVML unavailable ({}); trying RAPL", std::string(nvml.status().message()));
+    spdlog::info("energy: NVML unavailable ({}); trying RAPL",
+                 std::string(nvml.status().message()));
   }
   auto rapl = CreateRaplEnergyMeter(options.rapl);
   if (rapl.ok()) return rapl;
@@ -100,14 +105,14 @@ absl::StatusOr<std::unique_ptr<EnergyMeter>> CreateEnergyMeter(const EnergyMeter
     meter = std::make_unique<NoEnergyMeter>();
   } else if (options.mode == "static") {
     if (!(options.static_watts > 0) || !std::isfinite(options.static_watts)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "energy.static_watts: must be > 0 with energy mode 'static', got ",
-          options.static_watts));
+      return absl::InvalidArgumentError(
+          absl::StrCat("energy.static_watts: must be > 0 with energy mode 'static', got ",
+                       options.static_watts));
     }
     meter = std::make_unique<StaticEnergyMeter>(options.static_watts, clock);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "energy.mode: unknown value '", options.mode, "' (auto|nvml|rapl|static|none)"));
+    return absl::InvalidArgumentError(absl::StrCat("energy.mode: unknown value '", options.mode,
+                                                   "' (auto|nvml|rapl|static|none)"));
   }
   spdlog::info("energy meter: {}", meter->Describe());
   return meter;

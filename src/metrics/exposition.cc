@@ -22,10 +22,17 @@ std::string EscapeLabelValue(absl::string_view value) {
   out.reserve(value.size());
   for (char c : value) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -51,9 +58,12 @@ namespace {
 
 const char* TypeName(MetricType type) {
   switch (type) {
-    case MetricType::kCounter: return "counter";
-    case MetricType::kGauge: return "gauge";
-    case MetricType::kHistogram: return "histogram";
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
   }
   return "untyped";
 }
@@ -87,8 +97,8 @@ void RenderHeader(const MetricSpec& spec, MetricType type, std::string& out) {
   absl::StrAppend(&out, "# TYPE ", spec.name, " ", TypeName(type), "\n");
 }
 
-void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values,
-                 const Counter& c, std::string& out) {
+void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values, const Counter& c,
+                 std::string& out) {
   RenderSample(spec.name, LabelBlock(spec, values), c.value(), out);
 }
 
@@ -97,8 +107,8 @@ void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values,
   RenderSample(spec.name, LabelBlock(spec, values), g.value(), out);
 }
 
-void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values,
-                 const Histogram& h, std::string& out) {
+void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values, const Histogram& h,
+                 std::string& out) {
   const HistogramSnapshot s = h.Snapshot();
   const std::string bucket_name = absl::StrCat(spec.name, "_bucket");
   for (size_t i = 0; i <= s.bounds.size(); ++i) {

@@ -12,11 +12,11 @@ namespace tokenmill::metrics::internal {
 void RenderHeader(const MetricSpec& spec, MetricType type, std::string& out);
 
 // `values` are the child's label values in spec order.
-void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values,
-                 const Counter& c, std::string& out);
+void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values, const Counter& c,
+                 std::string& out);
 void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values, const Gauge& g,
                  std::string& out);
-void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values,
-                 const Histogram& h, std::string& out);
+void RenderChild(const MetricSpec& spec, const std::vector<std::string>& values, const Histogram& h,
+                 std::string& out);
 
 }  // namespace tokenmill::metrics::internal

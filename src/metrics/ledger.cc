@@ -43,9 +43,7 @@ absl::Status WriteAll(int fd, const std::string& data, const std::string& path) 
 
 }  // namespace
 
-std::string LedgerFileName(double unix_s) {
-  return absl::StrCat(kPrefix, UtcDay(unix_s), kSuffix);
-}
+std::string LedgerFileName(double unix_s) { return absl::StrCat(kPrefix, UtcDay(unix_s), kSuffix); }
 
 LedgerWriter::LedgerWriter(std::string dir, const Clock& clock, Options options)
     : dir_(std::move(dir)), clock_(clock), options_(options) {}
@@ -135,8 +133,8 @@ absl::Status ReadFileInto(const std::string& path, std::optional<double> since,
 // Day of a "ledger-YYYY-MM-DD.jsonl" name, or "" for other files.
 std::string DayOfFileName(const std::string& name) {
   if (!absl::StartsWith(name, kPrefix) || !absl::EndsWith(name, kSuffix)) return "";
-  const std::string day = name.substr(sizeof(kPrefix) - 1,
-                                      name.size() - (sizeof(kPrefix) - 1) - (sizeof(kSuffix) - 1));
+  const std::string day =
+      name.substr(sizeof(kPrefix) - 1, name.size() - (sizeof(kPrefix) - 1) - (sizeof(kSuffix) - 1));
   absl::Time t;
   std::string err;
   return absl::ParseTime("%Y-%m-%d", day, absl::UTCTimeZone(), &t, &err) ? day : "";

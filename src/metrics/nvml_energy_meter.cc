@@ -29,10 +29,10 @@ struct NvmlApi {
   NvmlReturn (*get_count)(unsigned int*) = nullptr;
   NvmlReturn (*get_handle)(unsigned int, NvmlDevice*) = nullptr;
   NvmlReturn (*get_total_energy)(NvmlDevice, unsigned long long*) = nullptr;  // mJ
-  NvmlReturn (*get_power)(NvmlDevice, unsigned int*) = nullptr;                // mW
-  NvmlReturn (*get_utilization)(NvmlDevice, NvmlUtilization*) = nullptr;     // optional
+  NvmlReturn (*get_power)(NvmlDevice, unsigned int*) = nullptr;               // mW
+  NvmlReturn (*get_utilization)(NvmlDevice, NvmlUtilization*) = nullptr;      // optional
   NvmlReturn (*get_name)(NvmlDevice, char*, unsigned int) = nullptr;          // optional
-  const char* (*error_string)(NvmlReturn) = nullptr;                         // optional
+  const char* (*error_string)(NvmlReturn) = nullptr;                          // optional
 
   std::string Error(NvmlReturn r) const {
     return error_string != nullptr ? absl::StrCat(error_string(r), " (", r, ")")
@@ -54,13 +54,13 @@ absl::StatusOr<NvmlApi> LoadNvml(const std::string& library) {
     return absl::UnavailableError(
         absl::StrCat("cannot load ", library, ": ", err != nullptr ? err : "dlopen failed"));
   }
-  const bool ok = Resolve(api.handle, "nvmlInit_v2", api.init) &&
-                  Resolve(api.handle, "nvmlShutdown", api.shutdown) &&
-                  Resolve(api.handle, "nvmlDeviceGetCount_v2", api.get_count) &&
-                  Resolve(api.handle, "nvmlDeviceGetHandleByIndex_v2", api.get_handle) &&
-                  Resolve(api.handle, "nvmlDeviceGetTotalEnergyConsumption",
-                          api.get_total_energy) &&
-                  Resolve(api.handle, "nvmlDeviceGetPowerUsage", api.get_power);
+  const bool ok =
+      Resolve(api.handle, "nvmlInit_v2", api.init) &&
+      Resolve(api.handle, "nvmlShutdown", api.shutdown) &&
+      Resolve(api.handle, "nvmlDeviceGetCount_v2", api.get_count) &&
+      Resolve(api.handle, "nvmlDeviceGetHandleByIndex_v2", api.get_handle) &&
+      Resolve(api.handle, "nvmlDeviceGetTotalEnergyConsumption", api.get_total_energy) &&
+      Resolve(api.handle, "nvmlDeviceGetPowerUsage", api.get_power);
   if (!ok) {
     dlclose(api.handle);
     return absl::UnavailableError(absl::StrCat(library, ": missing NVML symbols"));
@@ -123,8 +123,7 @@ class NvmlEnergyMeter final : public EnergyMeter {
       unsigned int mw = 0;
       if (api_.get_power(g.device, &mw) == kNvmlSuccess) s.power_watts = mw / 1000.0;
       NvmlUtilization u{};
-      if (api_.get_utilization != nullptr &&
-          api_.get_utilization(g.device, &u) == kNvmlSuccess) {
+      if (api_.get_utilization != nullptr && api_.get_utilization(g.device, &u) == kNvmlSuccess) {
         s.utilization = u.gpu / 100.0;
       }
       out.push_back(std::move(s));
@@ -133,12 +132,14 @@ class NvmlEnergyMeter final : public EnergyMeter {
   }
 
   std::string Describe() const override {
+    absl::MutexLock lock(&mu_);
     int counters = 0;
     for (const Gpu& g : gpus_) counters += g.has_energy_counter ? 1 : 0;
-    return absl::StrFormat("nvml: %d GPU(s) (%s), %d with the total-energy counter, %d by "
-                           "integrating power samples",
-                           gpus_.size(), gpus_.empty() ? "" : gpus_[0].name, counters,
-                           static_cast<int>(gpus_.size()) - counters);
+    return absl::StrFormat(
+        "nvml: %d GPU(s) (%s), %d with the total-energy counter, %d by "
+        "integrating power samples",
+        gpus_.size(), gpus_.empty() ? "" : gpus_[0].name, counters,
+        static_cast<int>(gpus_.size()) - counters);
   }
 
  private:
@@ -174,7 +175,7 @@ class NvmlEnergyMeter final : public EnergyMeter {
 
   const NvmlApi api_;
   const Clock& clock_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::vector<Gpu> gpus_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<internal::PeriodicThread> sampler_;
 };

@@ -25,8 +25,12 @@ namespace fs = std::filesystem;
 absl::StatusOr<std::string> ReadSmallFile(const fs::path& path) {
   std::ifstream in(path);
   if (!in) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot read ", path.string(), ": ", std::strerror(errno)));
+    const int err = errno;
+    const std::string message =
+        absl::StrCat("cannot read ", path.string(), ": ", std::strerror(err));
+    if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(message);
+    if (err == ENOENT) return absl::NotFoundError(message);
+    return absl::UnavailableError(message);
   }
   std::string line;
   std::getline(in, line);
@@ -94,6 +98,7 @@ class RaplEnergyMeter final : public EnergyMeter {
   }
 
   std::string Describe() const override {
+    absl::MutexLock lock(&mu_);
     std::vector<std::string> names;
     for (const Zone& z : zones_) names.push_back(z.name);
     return absl::StrCat("rapl: ", absl::StrJoin(names, ", "));
@@ -118,7 +123,7 @@ class RaplEnergyMeter final : public EnergyMeter {
     return ok;
   }
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::vector<Zone> zones_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<internal::PeriodicThread> poller_;
 };
@@ -142,8 +147,8 @@ absl::StatusOr<std::unique_ptr<EnergyMeter>> CreateRaplEnergyMeter(
     if (depth == 0) continue;
     auto name = ReadSmallFile(dir / "name");
     if (!name.ok()) continue;
-    const bool wanted = (depth == 1 && absl::StartsWith(*name, "package")) ||
-                        (depth == 2 && *name == "dram");
+    const bool wanted =
+        (depth == 1 && absl::StartsWith(*name, "package")) || (depth == 2 && *name == "dram");
     if (!wanted) continue;
     auto zone = OpenZone(dir, *name);
     if (!zone.ok()) {

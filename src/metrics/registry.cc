@@ -106,8 +106,8 @@ MetricFamily<T>::MetricFamily(MetricSpec spec, MetricType type, std::vector<doub
 
 template <typename T>
 T& MetricFamily<T>::WithLabels(const std::vector<std::string>& values) {
-  TM_CHECK(values.size() == spec_.labels.size(), spec_.name, ": expected ",
-           spec_.labels.size(), " label values, got ", values.size());
+  TM_CHECK(values.size() == spec_.labels.size(), spec_.name, ": expected ", spec_.labels.size(),
+           " label values, got ", values.size());
   std::vector<std::string> key = values;
   for (size_t i = 0; i < key.size(); ++i) {
     if (spec_.labels[i].cap != nullptr) key[i] = spec_.labels[i].cap->Canonicalize(key[i]);
@@ -145,8 +145,7 @@ bool SameShape(const MetricFamilyBase& f, const MetricSpec& spec, MetricType typ
   for (size_t i = 0; i < spec.labels.size(); ++i) {
     if (f.spec().labels[i].name != spec.labels[i].name) return false;
   }
-  if (type == MetricType::kHistogram &&
-      static_cast<const HistogramFamily&>(f).bounds() != bounds) {
+  if (type == MetricType::kHistogram && static_cast<const HistogramFamily&>(f).bounds() != bounds) {
     return false;
   }
   return true;
@@ -246,8 +245,8 @@ std::vector<double> TtftBuckets() {
 }
 
 std::vector<double> InterTokenBuckets() {
-  return {0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0.2,  0.3,  0.4, 0.5,
-          0.75, 1.0,   2.5,  5.0,   7.5,  10.0, 20.0, 40.0, 80.0};
+  return {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
+          0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
 }
 
 std::vector<double> RequestLatencyBuckets() {

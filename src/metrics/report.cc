@@ -33,9 +33,12 @@ absl::StatusOr<ReportFormat> ParseReportFormat(absl::string_view text) {
 
 const char* ReportGroupByName(ReportGroupBy by) {
   switch (by) {
-    case ReportGroupBy::kTenant: return "tenant";
-    case ReportGroupBy::kModel: return "model";
-    case ReportGroupBy::kDay: return "day";
+    case ReportGroupBy::kTenant:
+      return "tenant";
+    case ReportGroupBy::kModel:
+      return "model";
+    case ReportGroupBy::kDay:
+      return "day";
   }
   return "tenant";
 }
@@ -59,9 +62,10 @@ absl::StatusOr<double> ParseSince(absl::string_view text, double now_unix_s) {
   if (absl::ParseDuration(s, &d) && d >= absl::ZeroDuration()) {
     return now_unix_s - absl::ToDoubleSeconds(d);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--since: '", text, "' is not a date (2024-05-01), an RFC 3339 time or a duration "
-      "(90s, 30m, 24h, 7d)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--since: '", text,
+                   "' is not a date (2024-05-01), an RFC 3339 time or a duration "
+                   "(90s, 30m, 24h, 7d)"));
 }
 
 std::optional<double> Percentile(std::vector<double> values, double q) {
@@ -78,8 +82,10 @@ namespace {
 
 std::string KeyOf(const RequestRecord& r, ReportGroupBy by) {
   switch (by) {
-    case ReportGroupBy::kTenant: return r.tenant.empty() ? "default" : r.tenant;
-    case ReportGroupBy::kModel: return r.model;
+    case ReportGroupBy::kTenant:
+      return r.tenant.empty() ? "default" : r.tenant;
+    case ReportGroupBy::kModel:
+      return r.model;
     case ReportGroupBy::kDay:
       return absl::FormatTime("%Y-%m-%d", absl::FromUnixMicros(std::llround(r.time_unix_s * 1e6)),
                               absl::UTCTimeZone());
@@ -166,9 +172,12 @@ absl::StatusOr<std::string> RunReport(const ReportOptions& options) {
   report.num_partial_lines = contents.num_partial_lines;
   report.num_malformed_lines = contents.num_malformed_lines;
   switch (options.format) {
-    case ReportFormat::kTable: return RenderReportTable(report);
-    case ReportFormat::kMarkdown: return RenderReportMarkdown(report);
-    case ReportFormat::kJson: return RenderReportJson(report);
+    case ReportFormat::kTable:
+      return RenderReportTable(report);
+    case ReportFormat::kMarkdown:
+      return RenderReportMarkdown(report);
+    case ReportFormat::kJson:
+      return RenderReportJson(report);
   }
   return absl::InvalidArgumentError("unknown report format");
 }

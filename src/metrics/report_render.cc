@@ -24,11 +24,21 @@ struct Column {
 
 std::vector<Column> Columns(const Report& r) {
   const std::string cur = r.currency.empty() ? "" : absl::StrCat(" (", r.currency, ")");
-  return {{ReportGroupByName(r.by), true}, {"requests", false}, {"err%", false},
-          {"prompt_tok", false},           {"gen_tok", false},  {"out_tok/s", false},
-          {"ttft_p50", false},             {"ttft_p99", false}, {"e2e_p50", false},
-          {"e2e_p99", false},              {"joules", false},   {"tok/J", false},
-          {"energy", true},                {"cost" + cur, false}, {"cost/1M_tok", false}};
+  return {{ReportGroupByName(r.by), true},
+          {"requests", false},
+          {"err%", false},
+          {"prompt_tok", false},
+          {"gen_tok", false},
+          {"out_tok/s", false},
+          {"ttft_p50", false},
+          {"ttft_p99", false},
+          {"e2e_p50", false},
+          {"e2e_p99", false},
+          {"joules", false},
+          {"tok/J", false},
+          {"energy", true},
+          {"cost" + cur, false},
+          {"cost/1M_tok", false}};
 }
 
 std::vector<std::string> Cells(const ReportRow& row) {
@@ -60,8 +70,9 @@ std::vector<std::string> Notes(const Report& r) {
         r.total.requests_with_energy, r.total.requests));
   }
   if (r.total.energy_source.find("estimated") != std::string::npos) {
-    notes.push_back("energy marked 'estimated' comes from the operator's static power model, "
-                    "not a meter");
+    notes.push_back(
+        "energy marked 'estimated' comes from the operator's static power model, "
+        "not a meter");
   }
   if (r.num_partial_lines > 0) {
     notes.push_back(absl::StrCat(r.num_partial_lines,

@@ -9,8 +9,7 @@
 namespace tokenmill::metrics {
 
 void FinalizeRequestRecord(const RequestTimes& times, const SequenceUsage& usage,
-                           const CostModel& cost_model, EnergySource meter,
-                           RequestRecord& record) {
+                           const CostModel& cost_model, EnergySource meter, RequestRecord& record) {
   record.e2e_s = std::max(0.0, times.finish_s - times.arrival_s);
   record.queue_s.reset();
   record.ttft_s.reset();
@@ -19,8 +18,8 @@ void FinalizeRequestRecord(const RequestTimes& times, const SequenceUsage& usage
   if (times.first_token_s) {
     record.ttft_s = *times.first_token_s - times.arrival_s;
     if (record.generated_tokens >= 2) {
-      record.tpot_s =
-          (times.finish_s - *times.first_token_s) / static_cast<double>(record.generated_tokens - 1);
+      record.tpot_s = (times.finish_s - *times.first_token_s) /
+                      static_cast<double>(record.generated_tokens - 1);
     }
   }
   record.device_s = usage.device_seconds();
@@ -161,8 +160,7 @@ absl::StatusOr<double> ParseRfc3339(absl::string_view text) {
   absl::Time t;
   std::string err;
   if (!absl::ParseTime(absl::RFC3339_full, std::string(text), &t, &err)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("time '", text, "': not RFC 3339 (", err, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("time '", text, "': not RFC 3339 (", err, ")"));
   }
   return absl::ToUnixMicros(t) * 1e-6;
 }

@@ -42,8 +42,8 @@ ServingMetrics::~ServingMetrics() { registry_.RemoveCollectHook(hook_id_); }
 
 void ServingMetrics::RegisterEngineMetrics(MetricRegistry& r) {
   const std::string& m = options_.model_name;
-  num_running_ = &r.AddGauge(Spec("num_requests_running", "Requests in the running batch."))
-                      .WithLabels({m});
+  num_running_ =
+      &r.AddGauge(Spec("num_requests_running", "Requests in the running batch.")).WithLabels({m});
   num_waiting_ = &r.AddGauge(Spec("num_requests_waiting",
                                   "Requests waiting to be scheduled (queued or preempted)."))
                       .WithLabels({m});
@@ -59,7 +59,8 @@ void ServingMetrics::RegisterEngineMetrics(MetricRegistry& r) {
                                       "Prefix-cache hits over queries (tokens) since start, 0 "
                                       "to 1. Windowed: rate(hits)/rate(queries)."))
                           .WithLabels({m});
-  uptime_ = &r.AddGauge(Spec("uptime_seconds", "Seconds since the engine started.")).WithLabels({m});
+  uptime_ =
+      &r.AddGauge(Spec("uptime_seconds", "Seconds since the engine started.")).WithLabels({m});
   r.AddGauge(Spec("energy_source_info",
                   "Always 1; energy_source names the meter (nvml, rapl, estimated, none).",
                   {{"energy_source", nullptr}}))
@@ -68,12 +69,12 @@ void ServingMetrics::RegisterEngineMetrics(MetricRegistry& r) {
   prefix_queries_ = &r.AddCounter(Spec("prefix_cache_queries_total",
                                        "Prompt tokens looked up in the prefix cache."))
                          .WithLabels({m});
-  prefix_hits_ = &r.AddCounter(Spec("prefix_cache_hits_total",
-                                    "Prompt tokens found in the prefix cache."))
-                      .WithLabels({m});
-  preemptions_ = &r.AddCounter(Spec("num_preemptions_total",
-                                    "Sequences preempted (KV blocks reclaimed)."))
-                      .WithLabels({m});
+  prefix_hits_ =
+      &r.AddCounter(Spec("prefix_cache_hits_total", "Prompt tokens found in the prefix cache."))
+           .WithLabels({m});
+  preemptions_ =
+      &r.AddCounter(Spec("num_preemptions_total", "Sequences preempted (KV blocks reclaimed)."))
+           .WithLabels({m});
   iteration_tokens_ =
       &r.AddHistogram(Spec("iteration_tokens_total", "Tokens processed per engine step."),
                       OneTwoFiveBuckets(static_cast<double>(options_.max_num_batched_tokens)))
@@ -89,8 +90,7 @@ void ServingMetrics::RegisterEngineMetrics(MetricRegistry& r) {
 
 void ServingMetrics::RegisterRequestMetrics(MetricRegistry& r) {
   const std::string& m = options_.model_name;
-  ttft_ = &r.AddHistogram(Spec("time_to_first_token_seconds",
-                               "Arrival to first generated token."),
+  ttft_ = &r.AddHistogram(Spec("time_to_first_token_seconds", "Arrival to first generated token."),
                           TtftBuckets())
                .WithLabels({m});
   tpot_ = &r.AddHistogram(Spec("request_time_per_output_token_seconds",
@@ -106,38 +106,37 @@ void ServingMetrics::RegisterRequestMetrics(MetricRegistry& r) {
   const auto lengths = OneTwoFiveBuckets(static_cast<double>(options_.max_model_len));
   prompt_len_ = &r.AddHistogram(Spec("request_prompt_tokens", "Prompt length in tokens."), lengths)
                      .WithLabels({m});
-  generation_len_ = &r.AddHistogram(Spec("request_generation_tokens",
-                                         "Generated tokens per request."),
-                                    lengths)
-                         .WithLabels({m});
+  generation_len_ =
+      &r.AddHistogram(Spec("request_generation_tokens", "Generated tokens per request."), lengths)
+           .WithLabels({m});
   const LabelSpec tenant{"tenant", tenant_cap_};
-  prompt_tokens_ = &r.AddCounter(Spec("prompt_tokens_total", "Prompt tokens of finished requests.",
-                                      {tenant}));
+  prompt_tokens_ =
+      &r.AddCounter(Spec("prompt_tokens_total", "Prompt tokens of finished requests.", {tenant}));
   generation_tokens_ = &r.AddCounter(
       Spec("generation_tokens_total", "Generated tokens of finished requests.", {tenant}));
-  cached_tokens_ = &r.AddCounter(Spec("prompt_tokens_cached_total",
-                                      "Prompt tokens served from the prefix cache.", {tenant}));
+  cached_tokens_ = &r.AddCounter(
+      Spec("prompt_tokens_cached_total", "Prompt tokens served from the prefix cache.", {tenant}));
   success_ = &r.AddCounter(Spec("request_success_total",
                                 "Requests finished without error, by finish reason.",
                                 {tenant, {"finished_reason", reason_cap_}}));
   errors_ = &r.AddCounter(Spec("request_errors_total", "Requests failed, by error code.",
                                {tenant, {"error_code", error_code_cap_}}));
-  device_seconds_ = &r.AddCounter(Spec("request_device_seconds_total",
-                                       "Device (GPU or node) seconds attributed to requests.",
-                                       {tenant}));
+  device_seconds_ =
+      &r.AddCounter(Spec("request_device_seconds_total",
+                         "Device (GPU or node) seconds attributed to requests.", {tenant}));
   cost_ = &r.AddCounter(Spec("cost_total", "Cost attributed to requests, in `currency`.",
                              {tenant, {"currency", nullptr}}));
 }
 
 void ServingMetrics::RegisterEnergyMetrics(MetricRegistry& r) {
   const char* source = EnergySourceName(energy_source_);
-  energy_ = &r.AddCounter(Spec("energy_joules_total",
-                               "Energy attributed to finished requests, joules.",
-                               {{"tenant", tenant_cap_}, {"energy_source", nullptr}}));
-  step_energy_ = &r.AddCounter(Spec("step_energy_joules_total",
-                                    "Energy of engine steps as they run, joules.",
-                                    {{"energy_source", nullptr}}))
-                      .WithLabels({options_.model_name, source});
+  energy_ =
+      &r.AddCounter(Spec("energy_joules_total", "Energy attributed to finished requests, joules.",
+                         {{"tenant", tenant_cap_}, {"energy_source", nullptr}}));
+  step_energy_ =
+      &r.AddCounter(Spec("step_energy_joules_total", "Energy of engine steps as they run, joules.",
+                         {{"energy_source", nullptr}}))
+           .WithLabels({options_.model_name, source});
 }
 
 void ServingMetrics::RegisterDeviceGauges(MetricRegistry& r) {

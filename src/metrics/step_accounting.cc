@@ -39,8 +39,8 @@ std::vector<int64_t> SplitByTokens(int64_t total, const std::vector<SequenceWork
 
 std::vector<SequenceShare> AttributeStep(const StepSample& step) {
   TM_CHECK(step.duration_ns >= 0, "step duration must be >= 0 ns, got ", step.duration_ns);
-  TM_CHECK(!step.energy_uj.has_value() || *step.energy_uj >= 0,
-           "step energy must be >= 0 uJ, got ", step.energy_uj.value_or(0));
+  TM_CHECK(!step.energy_uj.has_value() || *step.energy_uj >= 0, "step energy must be >= 0 uJ, got ",
+           step.energy_uj.value_or(0));
   int64_t sum_tokens = 0;
   for (const SequenceWork& w : step.work) {
     TM_CHECK(w.num_tokens >= 0, "sequence ", w.sequence_id, ": negative token count");

@@ -151,13 +151,13 @@ TEST(RequestRecordTest, UsageJsonHasTheApiKeysInOrder) {
   const nlohmann::ordered_json j = ToUsageJson(r);
   std::vector<std::string> keys;
   for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
-  EXPECT_EQ(keys, (std::vector<std::string>{"queue_s", "ttft_s", "tpot_s", "e2e_s", "joules",
-                                            "tokens_per_joule", "cost", "currency",
-                                            "energy_source"}));
+  EXPECT_EQ(keys,
+            (std::vector<std::string>{"queue_s", "ttft_s", "tpot_s", "e2e_s", "joules",
+                                      "tokens_per_joule", "cost", "currency", "energy_source"}));
   EXPECT_EQ(j["energy_source"], "estimated");
-  EXPECT_EQ(j["joules"], 0.0);  // measured (estimated) zero is a number
+  EXPECT_EQ(j["joules"], 0.0);                   // measured (estimated) zero is a number
   EXPECT_TRUE(j["tokens_per_joule"].is_null());  // no ratio over zero joules
-  const nlohmann::json plain = j;  // embeds into the API's nlohmann::json
+  const nlohmann::json plain = j;                // embeds into the API's nlohmann::json
   EXPECT_EQ(plain["currency"], "EUR");
 }
 
@@ -170,8 +170,7 @@ TEST(RequestRecordTest, LedgerJsonRoundTrips) {
   r.finish_reason = "error";
   r.error_code = "deadline_exceeded";
   const std::string line = ToLedgerJson(r).dump();
-  EXPECT_EQ(line.rfind("{\"time\":\"2024-06-01T12:00:00.250000Z\",\"request_id\":\"req-1\"", 0),
-            0u)
+  EXPECT_EQ(line.rfind("{\"time\":\"2024-06-01T12:00:00.250000Z\",\"request_id\":\"req-1\"", 0), 0u)
       << line;
   auto back = RecordFromLedgerJson(nlohmann::json::parse(line));
   ASSERT_TRUE(back.ok()) << back.status();

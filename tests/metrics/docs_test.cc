@@ -68,10 +68,10 @@ TEST(MetricsDocsTest, DashboardUsesOnlyRealMetrics) {
     EXPECT_TRUE(families.count(name)) << "dashboard queries unknown metric " << name;
   }
   // The panels the issue asks for.
-  for (const char* metric : {"tokenmill:generation_tokens_total",
-                             "tokenmill:time_to_first_token_seconds_bucket",
-                             "tokenmill:gpu_utilization_perc", "tokenmill:kv_cache_usage_perc",
-                             "tokenmill:energy_joules_total", "tokenmill:cost_total"}) {
+  for (const char* metric :
+       {"tokenmill:generation_tokens_total", "tokenmill:time_to_first_token_seconds_bucket",
+        "tokenmill:gpu_utilization_perc", "tokenmill:kv_cache_usage_perc",
+        "tokenmill:energy_joules_total", "tokenmill:cost_total"}) {
     EXPECT_TRUE(used.count(metric)) << metric;
   }
 }

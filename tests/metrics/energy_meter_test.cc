@@ -30,8 +30,8 @@ TEST(EnergyMeterTest, StaticMeterIsWattsTimesTimeAndEstimated) {
 }
 
 TEST(EnergyMeterTest, SourceNamesRoundTrip) {
-  for (EnergySource s : {EnergySource::kNone, EnergySource::kNvml, EnergySource::kRapl,
-                         EnergySource::kEstimated}) {
+  for (EnergySource s :
+       {EnergySource::kNone, EnergySource::kNvml, EnergySource::kRapl, EnergySource::kEstimated}) {
     EXPECT_EQ(ParseEnergySource(EnergySourceName(s)).value(), s);
   }
   EXPECT_FALSE(ParseEnergySource("guess").ok());
@@ -61,8 +61,7 @@ TEST(EnergyMeterTest, ExplicitModesFailCleanly) {
   options.mode = "rapl";
   EXPECT_EQ(CreateEnergyMeter(options, clock).status().code(), absl::StatusCode::kUnavailable);
   options.mode = "static";
-  EXPECT_EQ(CreateEnergyMeter(options, clock).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateEnergyMeter(options, clock).status().code(), absl::StatusCode::kInvalidArgument);
   options.static_watts = 400;
   auto estimated = CreateEnergyMeter(options, clock);
   ASSERT_TRUE(estimated.ok());
@@ -116,11 +115,11 @@ TEST_F(RaplTest, SumsPackagesAndDramButNotOverlappingZones) {
   EXPECT_EQ((*meter)->source(), EnergySource::kRapl);
   EXPECT_EQ((*meter)->Describe(), "rapl: package-0, dram, package-1");
   EXPECT_EQ((*meter)->ReadEnergyMicrojoules(), 0);
-  Write("intel-rapl:0/energy_uj", "1100");    // +100
+  Write("intel-rapl:0/energy_uj", "1100");     // +100
   Write("intel-rapl:0:0/energy_uj", "99999");  // core: ignored
-  Write("intel-rapl:0:1/energy_uj", "2020");  // +20
-  Write("intel-rapl:1/energy_uj", "3003");    // +3
-  Write("intel-rapl:2/energy_uj", "99999");   // psys: ignored
+  Write("intel-rapl:0:1/energy_uj", "2020");   // +20
+  Write("intel-rapl:1/energy_uj", "3003");     // +3
+  Write("intel-rapl:2/energy_uj", "99999");    // psys: ignored
   EXPECT_EQ((*meter)->ReadEnergyMicrojoules(), 123);
 }
 

@@ -50,7 +50,7 @@ __attribute__((visibility("default"))) int nvmlDeviceGetCount_v2(unsigned int* c
 }
 
 __attribute__((visibility("default"))) int nvmlDeviceGetHandleByIndex_v2(unsigned int index,
-                                                                          void** device) {
+                                                                         void** device) {
   if (index >= g_count) return kInvalidArgument;
   *device = reinterpret_cast<void*>(static_cast<uintptr_t>(index) + 1);
   return kSuccess;
@@ -63,22 +63,21 @@ __attribute__((visibility("default"))) int nvmlDeviceGetTotalEnergyConsumption(
   return kSuccess;
 }
 
-__attribute__((visibility("default"))) int nvmlDeviceGetPowerUsage(void* device,
-                                                                    unsigned int* mw) {
+__attribute__((visibility("default"))) int nvmlDeviceGetPowerUsage(void* device, unsigned int* mw) {
   if (g_power_fails) return kNotSupported;
   *mw = g_power_mw[IndexOf(device)];
   return kSuccess;
 }
 
 __attribute__((visibility("default"))) int nvmlDeviceGetUtilizationRates(void* device,
-                                                                          Utilization* u) {
+                                                                         Utilization* u) {
   u->gpu = g_util[IndexOf(device)];
   u->memory = 0;
   return kSuccess;
 }
 
 __attribute__((visibility("default"))) int nvmlDeviceGetName(void* device, char* name,
-                                                              unsigned int length) {
+                                                             unsigned int length) {
   std::snprintf(name, length, "Fake GPU %d", IndexOf(device));
   return kSuccess;
 }
@@ -89,8 +88,7 @@ __attribute__((visibility("default"))) const char* nvmlErrorString(int result) {
 
 // --- test controls ---
 __attribute__((visibility("default"))) void fake_nvml_reset(unsigned int count,
-                                                             int energy_supported,
-                                                             int init_result) {
+                                                            int energy_supported, int init_result) {
   g_count = count;
   g_energy_supported = energy_supported != 0;
   g_init_result = init_result;
@@ -99,9 +97,9 @@ __attribute__((visibility("default"))) void fake_nvml_reset(unsigned int count,
 }
 
 __attribute__((visibility("default"))) void fake_nvml_set(unsigned int index,
-                                                           unsigned long long energy_mj,
-                                                           unsigned int power_mw,
-                                                           unsigned int util_percent) {
+                                                          unsigned long long energy_mj,
+                                                          unsigned int power_mw,
+                                                          unsigned int util_percent) {
   g_energy_mj[index] = energy_mj;
   g_power_mw[index] = power_mw;
   g_util[index] = util_percent;

@@ -26,7 +26,7 @@ TEST(RegistryTest, CountersAndGaugesKeepTheirValues) {
 
 TEST(RegistryTest, HistogramBucketBoundIsInclusive) {
   Histogram h({0.1, 1.0});
-  h.Observe(0.1);   // le="0.1" includes 0.1
+  h.Observe(0.1);  // le="0.1" includes 0.1
   h.Observe(0.5);
   h.Observe(1.0);
   h.Observe(50.0);  // +Inf only
@@ -39,9 +39,9 @@ TEST(RegistryTest, HistogramBucketBoundIsInclusive) {
 
 TEST(RegistryTest, ExpositionParsesBackWithEscapes) {
   MetricRegistry registry;
-  auto& counter = registry.AddCounter(
-      {"tokenmill:prompt_tokens_total", "Prompt tokens.\nSecond line with \\ backslash.",
-       {{"tenant", nullptr}, {"model_name", nullptr}}});
+  auto& counter = registry.AddCounter({"tokenmill:prompt_tokens_total",
+                                       "Prompt tokens.\nSecond line with \\ backslash.",
+                                       {{"tenant", nullptr}, {"model_name", nullptr}}});
   const std::string weird = "a\"quoted\\tenant\nwith newline";
   counter.WithLabels({weird, "llama"}).Increment(42);
   counter.WithLabels({"plain", "llama"}).Increment(1e6);
@@ -67,9 +67,9 @@ TEST(RegistryTest, ExpositionParsesBackWithEscapes) {
                         {{"tenant", "plain"}}),
             1e6);
   EXPECT_EQ(families.at("tokenmill:kv_cache_usage_perc").type, "gauge");
-  EXPECT_EQ(SampleValue(families, "tokenmill:kv_cache_usage_perc", "tokenmill:kv_cache_usage_perc",
-                        {}),
-            0.25);
+  EXPECT_EQ(
+      SampleValue(families, "tokenmill:kv_cache_usage_perc", "tokenmill:kv_cache_usage_perc", {}),
+      0.25);
   const std::string ttft = "tokenmill:time_to_first_token_seconds";
   EXPECT_EQ(families.at(ttft).type, "histogram");
   EXPECT_EQ(SampleValue(families, ttft, ttft + "_bucket", {{"le", "0.005"}}), 2);
@@ -109,8 +109,8 @@ TEST(RegistryTest, NamesFollowThePrometheusDataModel) {
 TEST(RegistryTest, LabelCapFoldsNewValuesIntoOther) {
   MetricRegistry registry;
   auto cap = std::make_shared<LabelValueCap>(2);
-  auto& family = registry.AddCounter({"tokenmill:generation_tokens_total", "Tokens.",
-                                      {{"tenant", cap}}});
+  auto& family =
+      registry.AddCounter({"tokenmill:generation_tokens_total", "Tokens.", {{"tenant", cap}}});
   for (const char* tenant : {"a", "b", "c", "a", "d", "b"}) family.WithLabels({tenant}).Increment();
   auto parsed = ParseExposition(registry.RenderText());
   ASSERT_TRUE(parsed.ok()) << parsed.status();

@@ -149,10 +149,10 @@ TEST_F(RunReportTest, JsonHasTheDocumentedRows) {
   EXPECT_EQ(j["currency"], "USD");
   ASSERT_EQ(j["rows"].size(), 2u);
   for (const auto& row : j["rows"]) {
-    for (const char* key : {"key", "requests", "prompt_tokens", "generated_tokens", "cost",
-                            "cost_per_1m_tokens", "joules", "tokens_per_joule",
-                            "output_tokens_per_s", "ttft_p50_s", "ttft_p99_s", "e2e_p50_s",
-                            "e2e_p99_s", "error_rate"}) {
+    for (const char* key :
+         {"key", "requests", "prompt_tokens", "generated_tokens", "cost", "cost_per_1m_tokens",
+          "joules", "tokens_per_joule", "output_tokens_per_s", "ttft_p50_s", "ttft_p99_s",
+          "e2e_p50_s", "e2e_p99_s", "error_rate"}) {
       EXPECT_TRUE(row.contains(key)) << key;
     }
   }

@@ -7,8 +7,8 @@ namespace tokenmill::metrics {
 namespace {
 
 using testing::HasSample;
-using testing::ParseExposition;
 using testing::ParsedFamily;
+using testing::ParseExposition;
 using testing::SampleValue;
 
 std::map<std::string, ParsedFamily> Scrape(const MetricRegistry& registry) {
@@ -18,8 +18,8 @@ std::map<std::string, ParsedFamily> Scrape(const MetricRegistry& registry) {
   return parsed.ok() ? *parsed : std::map<std::string, ParsedFamily>{};
 }
 
-ServingMetricsOptions Options(const std::string& model,
-                              EnergySource source = EnergySource::kNone, int max_tenants = 32) {
+ServingMetricsOptions Options(const std::string& model, EnergySource source = EnergySource::kNone,
+                              int max_tenants = 32) {
   ServingMetricsOptions o;
   o.model_name = model;
   o.energy_source = source;
@@ -53,17 +53,34 @@ TEST(ServingMetricsTest, RegistersEveryMetricTheIssueNames) {
   FakeClock clock;
   ServingMetrics metrics(registry, clock, Options("llama", EnergySource::kNvml));
   const auto families = Scrape(registry);
-  for (const char* name :
-       {"num_requests_running", "num_requests_waiting", "kv_cache_usage_perc",
-        "prefix_cache_queries_total", "prefix_cache_hits_total", "num_preemptions_total",
-        "prompt_tokens_total", "generation_tokens_total", "request_success_total",
-        "time_to_first_token_seconds", "inter_token_latency_seconds",
-        "request_time_per_output_token_seconds", "e2e_request_latency_seconds",
-        "request_queue_time_seconds", "energy_joules_total", "cost_total", "uptime_seconds",
-        "request_prompt_tokens", "request_generation_tokens", "prompt_tokens_cached_total",
-        "request_errors_total", "batch_occupancy_perc", "prefix_cache_hit_rate",
-        "iteration_tokens_total", "step_duration_seconds", "step_energy_joules_total",
-        "request_device_seconds_total", "energy_source_info"}) {
+  for (const char* name : {"num_requests_running",
+                           "num_requests_waiting",
+                           "kv_cache_usage_perc",
+                           "prefix_cache_queries_total",
+                           "prefix_cache_hits_total",
+                           "num_preemptions_total",
+                           "prompt_tokens_total",
+                           "generation_tokens_total",
+                           "request_success_total",
+                           "time_to_first_token_seconds",
+                           "inter_token_latency_seconds",
+                           "request_time_per_output_token_seconds",
+                           "e2e_request_latency_seconds",
+                           "request_queue_time_seconds",
+                           "energy_joules_total",
+                           "cost_total",
+                           "uptime_seconds",
+                           "request_prompt_tokens",
+                           "request_generation_tokens",
+                           "prompt_tokens_cached_total",
+                           "request_errors_total",
+                           "batch_occupancy_perc",
+                           "prefix_cache_hit_rate",
+                           "iteration_tokens_total",
+                           "step_duration_seconds",
+                           "step_energy_joules_total",
+                           "request_device_seconds_total",
+                           "energy_source_info"}) {
     EXPECT_TRUE(families.count(std::string("tokenmill:") + name)) << name;
   }
   EXPECT_EQ(families.at("tokenmill:time_to_first_token_seconds").type, "histogram");
@@ -101,10 +118,10 @@ TEST(ServingMetricsTest, EstimatedEnergyIsLabelledEstimated) {
   EXPECT_DOUBLE_EQ(SampleValue(f, "tokenmill:energy_joules_total", "tokenmill:energy_joules_total",
                                {{"tenant", "acme"}, {"energy_source", "estimated"}}),
                    2.5);
-  EXPECT_DOUBLE_EQ(SampleValue(f, "tokenmill:step_energy_joules_total",
-                               "tokenmill:step_energy_joules_total",
-                               {{"energy_source", "estimated"}, {"model_name", "llama"}}),
-                   2.5);
+  EXPECT_DOUBLE_EQ(
+      SampleValue(f, "tokenmill:step_energy_joules_total", "tokenmill:step_energy_joules_total",
+                  {{"energy_source", "estimated"}, {"model_name", "llama"}}),
+      2.5);
 }
 
 TEST(ServingMetricsTest, FinishedRequestsFeedCountersAndHistograms) {
@@ -112,7 +129,7 @@ TEST(ServingMetricsTest, FinishedRequestsFeedCountersAndHistograms) {
   FakeClock clock;
   ServingMetrics metrics(registry, clock, Options("llama", EnergySource::kNvml, 2));
   metrics.RecordFinishedRequest(Finished("a", 3.0, EnergySource::kNvml));
-  metrics.RecordFinishedRequest(Finished("", 1.0, EnergySource::kNvml));  // -> "default"
+  metrics.RecordFinishedRequest(Finished("", 1.0, EnergySource::kNvml));   // -> "default"
   metrics.RecordFinishedRequest(Finished("c", 2.0, EnergySource::kNvml));  // -> "other"
   RequestRecord failed = Finished("a", std::nullopt, EnergySource::kNvml);
   failed.finish_reason = "error";
@@ -154,11 +171,10 @@ TEST(ServingMetricsTest, EngineGaugesAndStepFigures) {
   MetricRegistry registry;
   FakeClock clock;
   FakeEnergyMeter meter;
-  meter.SetDeviceStats({{.index = 0, .name = "GPU", .utilization = 0.75, .power_watts = 310.5},
-                        {.index = 1, .name = "GPU", .utilization = std::nullopt,
-                         .power_watts = 90.0}});
-  ServingMetrics metrics(registry, clock, Options("llama", EnergySource::kNvml),
-                         &meter);
+  meter.SetDeviceStats(
+      {{.index = 0, .name = "GPU", .utilization = 0.75, .power_watts = 310.5},
+       {.index = 1, .name = "GPU", .utilization = std::nullopt, .power_watts = 90.0}});
+  ServingMetrics metrics(registry, clock, Options("llama", EnergySource::kNvml), &meter);
   metrics.SetSchedulerState(3, 5);
   metrics.SetKvCacheUsage(25, 100);
   metrics.RecordPrefixCacheLookup(100, 40);
@@ -198,8 +214,7 @@ TEST(ServingMetricsTest, EngineGaugesAndStepFigures) {
 TEST(ServingMetricsTest, TwoEnginesShareOneRegistry) {
   MetricRegistry registry;
   FakeClock clock;
-  auto a = std::make_unique<ServingMetrics>(registry, clock,
-                                            Options("a"));
+  auto a = std::make_unique<ServingMetrics>(registry, clock, Options("a"));
   ServingMetrics b(registry, clock, Options("b"));
   a->SetSchedulerState(1, 0);
   b.SetSchedulerState(2, 0);
@@ -213,9 +228,9 @@ TEST(ServingMetricsTest, TwoEnginesShareOneRegistry) {
   a.reset();  // its collect hook goes with it
   clock.Advance(1);
   f = Scrape(registry);
-  EXPECT_EQ(SampleValue(f, "tokenmill:uptime_seconds", "tokenmill:uptime_seconds",
-                        {{"model_name", "b"}}),
-            1);
+  EXPECT_EQ(
+      SampleValue(f, "tokenmill:uptime_seconds", "tokenmill:uptime_seconds", {{"model_name", "b"}}),
+      1);
 }
 
 }  // namespace

@@ -71,7 +71,8 @@ TEST(StepAccountantTest, PerSequenceTotalsAddUpExactlyToStepTotalsOverRandomStep
     while (static_cast<int>(ids.size()) < n) ids.insert(seq_id(rng));
     std::vector<SequenceWork> work;
     for (uint64_t id : ids) work.push_back({id, decode(rng) ? 1 : tokens(rng)});
-    const std::optional<int64_t> e = has_energy(rng) ? std::optional<int64_t>(uj(rng)) : std::nullopt;
+    const std::optional<int64_t> e =
+        has_energy(rng) ? std::optional<int64_t>(uj(rng)) : std::nullopt;
     const StepSample s = Step(ns(rng), e, work);
     int64_t step_tokens = 0;
     for (const auto& w : work) step_tokens += w.num_tokens;

@@ -58,8 +58,7 @@ class CostModel {
   // Effective prices for `model` (defaults merged with its override).
   PriceConfig PricesFor(absl::string_view model) const;
   // Requires: device_s >= 0, joules >= 0 when given.
-  CostBreakdown Cost(absl::string_view model, double device_s,
-                     std::optional<double> joules) const;
+  CostBreakdown Cost(absl::string_view model, double device_s, std::optional<double> joules) const;
 
  private:
   CostConfig config_;

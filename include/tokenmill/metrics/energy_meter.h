@@ -27,10 +27,10 @@ absl::StatusOr<EnergySource> ParseEnergySource(absl::string_view name);
 
 // Live figures of one device for gauges. Fields a device does not report stay nullopt.
 struct DeviceStats {
-  int index = 0;                         // NVML index (GPU) or RAPL zone order
-  std::string name;                      // "NVIDIA H100 80GB HBM3", "package-0"
-  std::optional<double> utilization;     // 0..1, fraction of time a kernel ran (NVML)
-  std::optional<double> power_watts;     // instantaneous board power (NVML)
+  int index = 0;                      // NVML index (GPU) or RAPL zone order
+  std::string name;                   // "NVIDIA H100 80GB HBM3", "package-0"
+  std::optional<double> utilization;  // 0..1, fraction of time a kernel ran (NVML)
+  std::optional<double> power_watts;  // instantaneous board power (NVML)
 };
 
 // Thread-safe: every method may be called from any thread (engine step loop, /metrics scrape).

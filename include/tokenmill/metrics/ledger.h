@@ -61,8 +61,8 @@ class LedgerWriter {
 struct LedgerContents {
   std::vector<RequestRecord> records;  // file order (files in date order)
   std::vector<std::string> files;      // files read
-  int num_partial_lines = 0;    // a last line without its newline: still being written
-  int num_malformed_lines = 0;  // complete lines that failed to parse (logged, skipped)
+  int num_partial_lines = 0;           // a last line without its newline: still being written
+  int num_malformed_lines = 0;         // complete lines that failed to parse (logged, skipped)
 };
 
 // Reads a ledger file, or every ledger-*.jsonl in a directory. Keeps records with

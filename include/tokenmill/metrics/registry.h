@@ -93,8 +93,8 @@ class LabelValueCap {
 enum class MetricType { kCounter, kGauge, kHistogram };
 
 struct LabelSpec {
-  std::string name;                     // [a-zA-Z_][a-zA-Z0-9_]*, not "le", not "__*"
-  std::shared_ptr<LabelValueCap> cap;   // optional; null = unbounded
+  std::string name;                    // [a-zA-Z_][a-zA-Z0-9_]*, not "le", not "__*"
+  std::shared_ptr<LabelValueCap> cap;  // optional; null = unbounded
 };
 
 struct MetricSpec {
@@ -193,7 +193,7 @@ bool IsValidMetricName(absl::string_view name);
 bool IsValidLabelName(absl::string_view name);
 
 // Formatting pieces of the exposition format, exposed for the API layer and tests.
-std::string FormatPrometheusValue(double v);           // "1", "0.25", "+Inf", "-Inf", "NaN"
+std::string FormatPrometheusValue(double v);            // "1", "0.25", "+Inf", "-Inf", "NaN"
 std::string EscapeLabelValue(absl::string_view value);  // \\, \", \n
 std::string EscapeHelp(absl::string_view help);         // \\, \n
 

@@ -23,7 +23,7 @@ enum class ReportGroupBy { kTenant, kModel, kDay };
 enum class ReportFormat { kTable, kMarkdown, kJson };
 
 absl::StatusOr<ReportGroupBy> ParseReportGroupBy(absl::string_view text);  // tenant|model|day
-absl::StatusOr<ReportFormat> ParseReportFormat(absl::string_view text);   // table|markdown|json
+absl::StatusOr<ReportFormat> ParseReportFormat(absl::string_view text);    // table|markdown|json
 const char* ReportGroupByName(ReportGroupBy by);
 
 // `--since`: "2024-05-01" (UTC midnight), RFC 3339 "2024-05-01T12:00:00Z", or a duration
@@ -63,7 +63,7 @@ struct ReportRow {
 struct Report {
   ReportGroupBy by = ReportGroupBy::kTenant;
   std::optional<double> since_unix_s;
-  std::string currency;       // "" when there are no records
+  std::string currency;         // "" when there are no records
   std::vector<ReportRow> rows;  // sorted by key
   ReportRow total;
   std::vector<std::string> files;

@@ -55,8 +55,7 @@ struct RequestTimes {
 // counts, finish_reason, error_code and time_unix_s. Energy is reported only when `meter`
 // measures (or estimates) it and every step of the request had a reading.
 void FinalizeRequestRecord(const RequestTimes& times, const SequenceUsage& usage,
-                           const CostModel& cost_model, EnergySource meter,
-                           RequestRecord& record);
+                           const CostModel& cost_model, EnergySource meter, RequestRecord& record);
 
 // The "tokenmill" block of the HTTP usage object / gRPC final message: "queue_s", "ttft_s",
 // "tpot_s", "e2e_s", "joules", "tokens_per_joule", "cost", "currency", "energy_source".

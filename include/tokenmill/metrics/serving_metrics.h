@@ -27,9 +27,9 @@ namespace tokenmill::metrics {
 struct ServingMetricsOptions {
   std::string model_name;
   EnergySource energy_source = EnergySource::kNone;  // the engine's meter->source()
-  int max_tenants = 32;          // distinct tenant label values before "other"
-  int max_error_codes = 32;      // distinct error_code label values before "other"
-  int64_t max_model_len = 4096;  // upper bucket of prompt / generation length histograms
+  int max_tenants = 32;                              // distinct tenant label values before "other"
+  int max_error_codes = 32;               // distinct error_code label values before "other"
+  int64_t max_model_len = 4096;           // upper bucket of prompt / generation length histograms
   int64_t max_num_batched_tokens = 8192;  // upper bucket of iteration_tokens_total
 };
 

@@ -24,9 +24,9 @@ struct SequenceWork {
 
 // One step as measured by the engine.
 struct StepSample {
-  int64_t duration_ns = 0;               // wall time of the step, >= 0
-  std::optional<int64_t> energy_uj;      // meter delta over the step; nullopt = unknown
-  std::vector<SequenceWork> work;        // sequence ids unique within the step
+  int64_t duration_ns = 0;           // wall time of the step, >= 0
+  std::optional<int64_t> energy_uj;  // meter delta over the step; nullopt = unknown
+  std::vector<SequenceWork> work;    // sequence ids unique within the step
 };
 
 struct SequenceShare {
@@ -45,9 +45,9 @@ std::vector<SequenceShare> AttributeStep(const StepSample& step);
 // with operator+=.
 struct SequenceUsage {
   int64_t num_steps = 0;
-  int64_t num_tokens = 0;   // tokens processed (prefill + decode), the attribution weight
+  int64_t num_tokens = 0;  // tokens processed (prefill + decode), the attribution weight
   int64_t device_ns = 0;
-  int64_t energy_uj = 0;    // meaningful only when is_energy_known
+  int64_t energy_uj = 0;        // meaningful only when is_energy_known
   bool is_energy_known = true;  // false once any step of this sequence had unknown energy
 
   SequenceUsage& operator+=(const SequenceUsage& other);
@@ -58,10 +58,10 @@ struct SequenceUsage {
 
 struct StepTotals {
   int64_t num_steps = 0;
-  int64_t device_ns = 0;         // sum of every step's duration
-  int64_t attributed_ns = 0;     // part of device_ns given to sequences
-  int64_t energy_uj = 0;         // sum of every known step energy
-  int64_t attributed_uj = 0;     // part of energy_uj given to sequences
+  int64_t device_ns = 0;      // sum of every step's duration
+  int64_t attributed_ns = 0;  // part of device_ns given to sequences
+  int64_t energy_uj = 0;      // sum of every known step energy
+  int64_t attributed_uj = 0;  // part of energy_uj given to sequences
   int64_t num_steps_without_energy = 0;
 };
 
