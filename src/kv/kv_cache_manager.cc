@@ -107,7 +107,7 @@ bool KvCacheManager::AddSequence(SeqId seq, const PrefixMatch& match, int num_ne
 }
 
 int KvCacheManager::CowIndex(const SeqBlocks& s, int num_new_tokens) const {
-  if (num_new_tokens == 0) return -1;
+  if (num_new_tokens == 0 || !s.may_share_partial) return -1;
   const int index = s.num_computed_tokens / block_size();
   if (index >= static_cast<int>(s.blocks.size())) return -1;
   return pool_.ref_count(s.blocks[index]) > 1 ? index : -1;
@@ -135,8 +135,10 @@ bool KvCacheManager::Allocate(SeqId seq, int num_new_tokens, std::vector<BlockCo
   const int cow = CowIndex(s, num_new_tokens);
   const int needed =
       std::max(target - static_cast<int>(s.blocks.size()), 0) + (cow >= 0 ? 1 : 0);
-  if (needed == 0) return true;  // the common decode step: room in the last block
   if (needed > pool_.num_available_blocks()) return false;
+  // From here the block being written is private until the next Fork.
+  if (num_new_tokens > 0) s.may_share_partial = false;
+  if (needed == 0) return true;  // the common decode step: room in the last block
   if (cow >= 0) {
     // The fork sibling keeps reading the shared block; this sequence writes a private copy.
     const BlockId shared = s.blocks[cow];
@@ -182,7 +184,10 @@ void KvCacheManager::Fork(SeqId parent, SeqId child) {
   // Blocks past the computed tokens are only reserved room; the child gets its own later.
   c.blocks.resize(NumBlocksFor(c.num_computed_tokens));
   for (const BlockId block : c.blocks) pool_.Ref(block);
+  const bool shares_partial = c.num_computed_tokens % block_size() != 0;
+  c.may_share_partial = shares_partial;
   seqs_.emplace(child, std::move(c));
+  Get(parent).may_share_partial = shares_partial;
 }
 
 void KvCacheManager::Free(SeqId seq) {

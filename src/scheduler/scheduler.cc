@@ -75,15 +75,16 @@ absl::Status Scheduler::AddRequest(RequestSpec spec) {
   }
   waiting_.Push(leader);
   request->num_live = s.n;
-  if (s.deadline_s) deadlines_.emplace(*s.deadline_s, id);
+  if (s.deadline_s) deadlines_.emplace(*s.deadline_s, id, arrival);
   requests_.emplace(id, std::move(request));
   return absl::OkStatus();
 }
 
 bool Scheduler::AbortRequest(RequestId request_id, FinishReason reason) {
   TM_CHECK(IsAbort(reason), "AbortRequest with non-abort reason ", FinishReasonName(reason));
-  if (!requests_.contains(request_id)) return false;
-  pending_aborts_.emplace_back(request_id, reason);
+  const auto it = requests_.find(request_id);
+  if (it == requests_.end()) return false;
+  pending_aborts_.push_back({request_id, it->second->seqs[0]->arrival_order, reason});
   return true;
 }
 
@@ -112,12 +113,12 @@ const StepPlan& Scheduler::Schedule() {
 }
 
 void Scheduler::ApplyAborts(double now_s) {
-  for (const auto& [request_id, reason] : pending_aborts_) AbortNow(request_id, reason);
+  for (const PendingAbort& a : pending_aborts_) AbortNow(a.request_id, a.arrival_order, a.reason);
   pending_aborts_.clear();
-  while (!deadlines_.empty() && deadlines_.top().first <= now_s) {
-    const RequestId request_id = deadlines_.top().second;
+  while (!deadlines_.empty() && std::get<0>(deadlines_.top()) <= now_s) {
+    const auto [deadline_s, request_id, arrival_order] = deadlines_.top();
     deadlines_.pop();
-    AbortNow(request_id, FinishReason::kDeadline);  // no-op if it already ended
+    AbortNow(request_id, arrival_order, FinishReason::kDeadline);  // no-op if it ended
   }
 }
 

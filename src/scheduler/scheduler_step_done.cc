@@ -108,9 +108,9 @@ void Scheduler::EndSequence(Sequence* seq, FinishReason reason) {
   seq->finish_reason = reason;
 }
 
-void Scheduler::AbortNow(RequestId request_id, FinishReason reason) {
+void Scheduler::AbortNow(RequestId request_id, uint64_t arrival_order, FinishReason reason) {
   const auto it = requests_.find(request_id);
-  if (it == requests_.end()) return;
+  if (it == requests_.end() || it->second->seqs[0]->arrival_order != arrival_order) return;
   RequestState& request = *it->second;
   for (const auto& owned : request.seqs) {
     Sequence* seq = owned.get();

@@ -305,6 +305,18 @@ TEST(SchedulerTest, DeadlinesAbortWaitingAndRunningRequests) {
   EXPECT_EQ(e.kv().stats().num_used_blocks, 0);
 }
 
+TEST(SchedulerTest, AReusedRequestIdDoesNotInheritAnOldDeadline) {
+  FakeEngine e(Config(32, 4), Blocks(16));
+  RequestSpec first = Request(1, 4, 1);
+  first.deadline_s = e.clock().NowSeconds() + 1.0;
+  ASSERT_TRUE(e.scheduler().AddRequest(first).ok());
+  EXPECT_EQ(e.Step(), "P r1[0,4)");  // done in one step
+  ASSERT_TRUE(e.scheduler().AddRequest(Request(1, 4, 3, 300)).ok());
+  e.clock().Advance(2.0);
+  EXPECT_EQ(e.Step(), "P r1[0,4)");
+  EXPECT_EQ(e.Step(), "D r1");
+}
+
 TEST(SchedulerTest, ParallelSamplesForkAfterThePromptAndCopyTheSharedBlock) {
   FakeEngine e(Config(32, 4), Blocks(16));
   e.set_sampler([](const Sequence&, int sample) { return 10 + sample; });

@@ -146,6 +146,9 @@ class KvCacheManager {
     int num_computed_tokens = 0;
     int num_hashed_blocks = 0;  // leading blocks whose chain hash is known
     BlockHash last_hash = 0;    // chain hash after num_hashed_blocks blocks
+    // The partial block being written may be shared with a fork (only Fork shares partial
+    // blocks); spares the pool lookup on the common decode path.
+    bool may_share_partial = false;
   };
 
   SeqBlocks& Get(SeqId seq);

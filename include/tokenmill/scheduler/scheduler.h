@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <queue>
+#include <tuple>
 #include <span>
 #include <utility>
 #include <vector>
@@ -148,7 +149,7 @@ class Scheduler {
   FinishReason CheckFinish(const Sequence& seq, int32_t token) const;
   void EndSequence(Sequence* seq, FinishReason reason);
   void RetireRequest(RequestId request_id, std::vector<RequestId>* finished);
-  void AbortNow(RequestId request_id, FinishReason reason);
+  void AbortNow(RequestId request_id, uint64_t arrival_order, FinishReason reason);
   void CompactRunning();
 
   static int SlotsOf(const Sequence* seq) {
@@ -169,8 +170,15 @@ class Scheduler {
   int num_running_ = 0;
   int num_running_slots_ = 0;       // running plus parked forks of running leaders
   WaitingQueue waiting_;
-  std::vector<std::pair<RequestId, FinishReason>> pending_aborts_;
-  using Deadline = std::pair<double, RequestId>;
+  // Aborts and deadlines name the request's arrival too: a request id reused after the
+  // request ended must not inherit them.
+  struct PendingAbort {
+    RequestId request_id;
+    uint64_t arrival_order;
+    FinishReason reason;
+  };
+  std::vector<PendingAbort> pending_aborts_;
+  using Deadline = std::tuple<double, RequestId, uint64_t>;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<Deadline>> deadlines_;
 
   // The step being planned or in flight.
