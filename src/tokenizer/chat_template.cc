@@ -24,8 +24,8 @@ absl::StatusOr<jinja::Value> JsonVariable(const nlohmann::ordered_json& json,
                                           const std::string& field) {
   absl::StatusOr<jinja::Value> v = jinja::ValueFromJson(json);
   if (!v.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("chat template input '", field, "': ",
-                                                   v.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chat template input '", field, "': ", v.status().message()));
   }
   return v;
 }
@@ -35,9 +35,8 @@ std::function<std::string(const std::string&)> MakeStrftime(
     const std::optional<absl::CivilSecond>& now) {
   if (now) {
     const absl::Time t = absl::FromCivil(*now, absl::UTCTimeZone());
-    return [t](const std::string& format) {
-      return absl::FormatTime(format, t, absl::UTCTimeZone());
-    };
+    return
+        [t](const std::string& format) { return absl::FormatTime(format, t, absl::UTCTimeZone()); };
   }
   return [](const std::string& format) {
     return absl::FormatTime(format, absl::Now(), absl::LocalTimeZone());

@@ -127,8 +127,7 @@ TEST(ChatTemplateConformanceTest, EveryTestdataTemplateParses) {
   int num_templates = 0;
   for (const auto& entry : std::filesystem::directory_iterator(TestdataPath(kTemplatesDir))) {
     if (entry.path().extension() != ".jinja") continue;
-    EXPECT_TRUE(ChatTemplate::Parse(ReadFileOrDie(entry.path().string())).ok())
-        << entry.path();
+    EXPECT_TRUE(ChatTemplate::Parse(ReadFileOrDie(entry.path().string())).ok()) << entry.path();
     ++num_templates;
   }
   EXPECT_EQ(num_templates, 13);
@@ -177,8 +176,8 @@ TEST(ChatTemplateInputsTest, RequestJsonSplitsKnownFieldsFromExtraContext) {
   EXPECT_EQ(inputs->extra_context.dump(), R"({"date_string":"1 Jan 2025"})");
 
   EXPECT_FALSE(ChatTemplateInputsFromJson(nlohmann::ordered_json::parse("{}")).ok());
-  EXPECT_FALSE(ChatTemplateInputsFromJson(
-                   nlohmann::ordered_json::parse(R"({"messages": {}})")).ok());
+  EXPECT_FALSE(
+      ChatTemplateInputsFromJson(nlohmann::ordered_json::parse(R"({"messages": {}})")).ok());
   EXPECT_FALSE(ChatTemplateInputsFromJson(nlohmann::ordered_json::parse("[1]")).ok());
 }
 

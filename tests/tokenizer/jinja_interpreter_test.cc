@@ -341,7 +341,8 @@ TEST_P(JinjaRenderErrorTest, FailsWithPythonsMessageAndLine) {
   ASSERT_FALSE(out.ok()) << "rendered: " << *out;
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(out.status().message()), ::testing::HasSubstr(c.message_part));
-  EXPECT_THAT(std::string(out.status().message()), ::testing::StartsWith("chat template: line 1: "));
+  EXPECT_THAT(std::string(out.status().message()),
+              ::testing::StartsWith("chat template: line 1: "));
 }
 
 INSTANTIATE_TEST_SUITE_P(Errors, JinjaRenderErrorTest, ::testing::ValuesIn(kRenderErrors),
@@ -370,7 +371,8 @@ struct SyntaxCase {
 
 TEST(JinjaErrorTest, SyntaxErrorsNameLineAndColumn) {
   const SyntaxCase cases[] = {
-      {"ok\n{% if x %}never closed", "line 2, column 23: unexpected end of template, expected 'endif'"},
+      {"ok\n{% if x %}never closed",
+       "line 2, column 23: unexpected end of template, expected 'endif'"},
       {"{{ 'unterminated }}", "line 1, column 4: unterminated string literal"},
       {"a\nb {{ x ) }}", "line 2, column 8: unexpected ')'"},
       {"{% include 'other.jinja' %}", "line 1, column 4: unsupported or unknown tag 'include'"},
@@ -391,7 +393,8 @@ TEST(JinjaErrorTest, SyntaxErrorsNameLineAndColumn) {
 
 TEST(JinjaInputsTest, ToolsAndSpecialTokensAreUndefinedUnlessGiven) {
   absl::StatusOr<ChatTemplate> tmpl = ChatTemplate::Parse(
-      "{{ tools is defined }} {{ bos_token is defined }} [{{ eos_token }}] {{ add_generation_prompt }}");
+      "{{ tools is defined }} {{ bos_token is defined }} [{{ eos_token }}] {{ "
+      "add_generation_prompt }}");
   ASSERT_TRUE(tmpl.ok());
   ChatTemplateInputs inputs;
   EXPECT_EQ(*tmpl->Render(inputs), "False False [] False");

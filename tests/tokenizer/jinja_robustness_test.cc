@@ -53,7 +53,8 @@ TEST(JinjaRobustnessTest, UnboundedMacroRecursionStops) {
 }
 
 TEST(JinjaRobustnessTest, DeepSyntaxNestingIsASyntaxError) {
-  const std::string parens = "{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}";
+  const std::string parens =
+      "{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}";
   EXPECT_EQ(RenderStatus(parens).code(), absl::StatusCode::kInvalidArgument);
   std::string nots = "{{ ";
   for (int i = 0; i < 50000; ++i) nots += "not ";
@@ -99,13 +100,80 @@ TEST(JinjaRobustnessTest, InvalidUtf8InInputsDoesNotCrash) {
 // Token soup: random sequences of Jinja fragments must parse or fail cleanly, and those
 // that parse must render or fail cleanly.
 TEST(JinjaRobustnessTest, FuzzedTemplatesNeverCrash) {
-  const std::vector<std::string> fragments = {
-      "{{", "}}", "{%", "%}", "{#", "#}", "-", "+", " ", "\n", "if", "elif", "else", "endif",
-      "for", "in", "endfor", "set", "=", "x", "messages", "loop", ".", "index", "[", "]", "(",
-      ")", "{", "}", ":", ",", "|", "length", "tojson", "is", "not", "defined", "'s'", "\"t\"",
-      "1", "0", "-1", "~", "*", "/", "//", "%", "**", "==", "<", "and", "or", "macro", "endmacro",
-      "m", "namespace", "ns", "raise_exception", "range", "none", "true", "break", "continue",
-      "::", "items", "trim", "raw", "endraw", "filter", "upper", "endfilter", "call", "caller"};
+  const std::vector<std::string> fragments = {"{{",
+                                              "}}",
+                                              "{%",
+                                              "%}",
+                                              "{#",
+                                              "#}",
+                                              "-",
+                                              "+",
+                                              " ",
+                                              "\n",
+                                              "if",
+                                              "elif",
+                                              "else",
+                                              "endif",
+                                              "for",
+                                              "in",
+                                              "endfor",
+                                              "set",
+                                              "=",
+                                              "x",
+                                              "messages",
+                                              "loop",
+                                              ".",
+                                              "index",
+                                              "[",
+                                              "]",
+                                              "(",
+                                              ")",
+                                              "{",
+                                              "}",
+                                              ":",
+                                              ",",
+                                              "|",
+                                              "length",
+                                              "tojson",
+                                              "is",
+                                              "not",
+                                              "defined",
+                                              "'s'",
+                                              "\"t\"",
+                                              "1",
+                                              "0",
+                                              "-1",
+                                              "~",
+                                              "*",
+                                              "/",
+                                              "//",
+                                              "%",
+                                              "**",
+                                              "==",
+                                              "<",
+                                              "and",
+                                              "or",
+                                              "macro",
+                                              "endmacro",
+                                              "m",
+                                              "namespace",
+                                              "ns",
+                                              "raise_exception",
+                                              "range",
+                                              "none",
+                                              "true",
+                                              "break",
+                                              "continue",
+                                              "::",
+                                              "items",
+                                              "trim",
+                                              "raw",
+                                              "endraw",
+                                              "filter",
+                                              "upper",
+                                              "endfilter",
+                                              "call",
+                                              "caller"};
   std::mt19937 rng(20240726);
   ChatTemplateLimits limits;
   limits.max_loop_iterations = 10'000;

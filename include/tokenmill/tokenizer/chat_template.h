@@ -48,8 +48,8 @@ struct ChatTemplateInputs {
 // ResourceExhausted instead of hanging or exhausting memory.
 struct ChatTemplateLimits {
   size_t max_output_bytes = size_t{64} << 20;  // also bounds every string built on the way
-  int64_t max_loop_iterations = 10'000'000;     // summed over all loops of one render
-  int max_call_depth = 100;                     // nested macro calls
+  int64_t max_loop_iterations = 10'000'000;    // summed over all loops of one render
+  int max_call_depth = 100;                    // nested macro calls
 };
 
 // A parsed template. Immutable after Parse; Render may be called from several threads at

@@ -16,19 +16,19 @@ using ExprPtr = std::unique_ptr<Expr>;
 
 struct Expr {
   enum class Kind {
-    kLiteral,   // literal
-    kName,      // name
-    kList,      // children
-    kTuple,     // children
-    kDict,      // children: key0, value0, key1, value1, ...
-    kGetAttr,   // children[0].name
-    kGetItem,   // children[0][children[1]]
-    kSlice,     // children[0][children[1]:children[2]:children[3]] (null = omitted)
-    kCall,      // children[0](children[1:], kwargs)
-    kFilter,    // children[0] | name(children[1:], kwargs)
-    kTest,      // children[0] is [not] name(children[1:], kwargs)
-    kUnary,     // op children[0]; op is "-", "+" or "not"
-    kBinary,    // children[0] op children[1]; op is + - * / // % ** ~
+    kLiteral,  // literal
+    kName,     // name
+    kList,     // children
+    kTuple,    // children
+    kDict,     // children: key0, value0, key1, value1, ...
+    kGetAttr,  // children[0].name
+    kGetItem,  // children[0][children[1]]
+    kSlice,    // children[0][children[1]:children[2]:children[3]] (null = omitted)
+    kCall,     // children[0](children[1:], kwargs)
+    kFilter,   // children[0] | name(children[1:], kwargs)
+    kTest,     // children[0] is [not] name(children[1:], kwargs)
+    kUnary,    // op children[0]; op is "-", "+" or "not"
+    kBinary,   // children[0] op children[1]; op is + - * / // % ** ~
     kAnd,
     kOr,
     kCompare,   // children[0] ops[0] children[1] ops[1] children[2] ...

@@ -120,8 +120,7 @@ absl::StatusOr<BoundArgs> BoundArgs::Bind(const std::string& function, const Cal
   bound.present_.assign(names.size(), false);
   if (args.positional.size() > names.size()) {
     return absl::InvalidArgumentError(absl::StrCat(function, "() takes at most ", names.size(),
-                                                   " argument(s), got ",
-                                                   args.positional.size()));
+                                                   " argument(s), got ", args.positional.size()));
   }
   for (size_t i = 0; i < args.positional.size(); ++i) {
     bound.values_[i] = args.positional[i];
@@ -175,8 +174,8 @@ absl::StatusOr<Value> GetItem(const Value& obj, const Value& key) {
       AppendUtf8(cps[static_cast<size_t>(i)], &ch);
       return Value::Str(std::move(ch));
     }
-    return Value::Undefined(absl::StrCat("'", TypeName(obj), " object' has no element ",
-                                         key.as_int()));
+    return Value::Undefined(
+        absl::StrCat("'", TypeName(obj), " object' has no element ", key.as_int()));
   }
   if (key.is_string()) return GetAttr(obj, key.as_string());
   return Value::Undefined(
@@ -205,8 +204,7 @@ absl::StatusOr<std::vector<Value>> Iterate(const Value& v) {
       return chars;
     }
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("'", TypeName(v), "' object is not iterable"));
+      return absl::InvalidArgumentError(absl::StrCat("'", TypeName(v), "' object is not iterable"));
   }
 }
 
@@ -216,8 +214,8 @@ absl::StatusOr<bool> Contains(const Value& container, const Value& item) {
       return false;
     case Value::Kind::kString:
       if (!item.is_string()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "'in <string>' requires string as left operand, not ", TypeName(item)));
+        return absl::InvalidArgumentError(
+            absl::StrCat("'in <string>' requires string as left operand, not ", TypeName(item)));
       }
       return container.as_string().find(item.as_string()) != std::string::npos;
     case Value::Kind::kList:
@@ -227,8 +225,7 @@ absl::StatusOr<bool> Contains(const Value& container, const Value& item) {
       return false;
     case Value::Kind::kDict:
       if (item.is_list() || item.is_dict()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("unhashable type: '", TypeName(item), "'"));
+        return absl::InvalidArgumentError(absl::StrCat("unhashable type: '", TypeName(item), "'"));
       }
       return container.as_dict().Find(item) != nullptr;
     default:
@@ -242,8 +239,8 @@ absl::StatusOr<int64_t> ToInt(const Value& v, const std::string& what) {
   if (v.is_float()) {
     const double d = v.as_float();
     if (std::isfinite(d) && std::fabs(d) < 9.2e18) return static_cast<int64_t>(d);
-    return absl::InvalidArgumentError(absl::StrCat(what, ": cannot convert float ",
-                                                   PyFloatRepr(d), " to integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": cannot convert float ", PyFloatRepr(d), " to integer"));
   }
   if (v.is_undefined()) return UndefinedError(v);
   return absl::InvalidArgumentError(
@@ -252,49 +249,51 @@ absl::StatusOr<int64_t> ToInt(const Value& v, const std::string& what) {
 
 void AddGlobals(Scope& scope, std::function<std::string(const std::string&)> strftime) {
   scope.Set("range", Value::MakeCallable("range", Range));
-  scope.Set("dict", Value::MakeCallable("dict", [](Renderer&, CallArgs& args)
-                                                    -> absl::StatusOr<Value> {
-    TM_ASSIGN_OR_RETURN(Dict dict, DictFromArgs("dict", args));
-    return Value::MakeDict(std::move(dict));
-  }));
-  scope.Set("namespace", Value::MakeCallable("namespace", [](Renderer&, CallArgs& args)
-                                                              -> absl::StatusOr<Value> {
-    TM_ASSIGN_OR_RETURN(Dict dict, DictFromArgs("namespace", args));
-    auto ns = std::make_shared<NamespaceObject>();
-    for (const auto& [k, v] : dict.items()) TM_RETURN_IF_ERROR(ns->SetAttr(ToStr(k), v));
-    return Value::MakeObject(std::move(ns));
-  }));
-  scope.Set("joiner", Value::MakeCallable("joiner", [](Renderer&, CallArgs& args)
-                                                        -> absl::StatusOr<Value> {
-    TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("joiner", args, {"sep"}));
-    const std::string sep = a.has(0) ? ToStr(a[0]) : ", ";
-    auto used = std::make_shared<bool>(false);
-    return Value::MakeCallable("joiner", [sep, used](Renderer&, CallArgs&)
-                                             -> absl::StatusOr<Value> {
-      if (!*used) {
-        *used = true;
-        return Value::Str("");
-      }
-      return Value::Str(sep);
-    });
-  }));
-  scope.Set("raise_exception", Value::MakeCallable("raise_exception", [](Renderer&,
-                                                                         CallArgs& args)
-                                                                          -> absl::StatusOr<Value> {
-    absl::Status status = absl::InvalidArgumentError(
-        args.positional.empty() ? std::string() : ToStr(args.positional[0]));
-    status.SetPayload(kRaisedPayload, absl::Cord("1"));
-    return status;
-  }));
-  scope.Set("strftime_now",
-            Value::MakeCallable("strftime_now", [strftime](Renderer&, CallArgs& args)
-                                                    -> absl::StatusOr<Value> {
-              TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("strftime_now", args, {"format"}));
-              if (!a[0].is_string()) {
-                return absl::InvalidArgumentError("strftime_now() needs a format string");
-              }
-              return Value::Str(strftime(a[0].as_string()));
+  scope.Set("dict",
+            Value::MakeCallable("dict", [](Renderer&, CallArgs& args) -> absl::StatusOr<Value> {
+              TM_ASSIGN_OR_RETURN(Dict dict, DictFromArgs("dict", args));
+              return Value::MakeDict(std::move(dict));
             }));
+  scope.Set("namespace", Value::MakeCallable(
+                             "namespace", [](Renderer&, CallArgs& args) -> absl::StatusOr<Value> {
+                               TM_ASSIGN_OR_RETURN(Dict dict, DictFromArgs("namespace", args));
+                               auto ns = std::make_shared<NamespaceObject>();
+                               for (const auto& [k, v] : dict.items())
+                                 TM_RETURN_IF_ERROR(ns->SetAttr(ToStr(k), v));
+                               return Value::MakeObject(std::move(ns));
+                             }));
+  scope.Set("joiner",
+            Value::MakeCallable("joiner", [](Renderer&, CallArgs& args) -> absl::StatusOr<Value> {
+              TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("joiner", args, {"sep"}));
+              const std::string sep = a.has(0) ? ToStr(a[0]) : ", ";
+              auto used = std::make_shared<bool>(false);
+              return Value::MakeCallable(
+                  "joiner", [sep, used](Renderer&, CallArgs&) -> absl::StatusOr<Value> {
+                    if (!*used) {
+                      *used = true;
+                      return Value::Str("");
+                    }
+                    return Value::Str(sep);
+                  });
+            }));
+  scope.Set("raise_exception",
+            Value::MakeCallable(
+                "raise_exception", [](Renderer&, CallArgs& args) -> absl::StatusOr<Value> {
+                  absl::Status status = absl::InvalidArgumentError(
+                      args.positional.empty() ? std::string() : ToStr(args.positional[0]));
+                  status.SetPayload(kRaisedPayload, absl::Cord("1"));
+                  return status;
+                }));
+  scope.Set("strftime_now",
+            Value::MakeCallable(
+                "strftime_now", [strftime](Renderer&, CallArgs& args) -> absl::StatusOr<Value> {
+                  TM_ASSIGN_OR_RETURN(BoundArgs a,
+                                      BoundArgs::Bind("strftime_now", args, {"format"}));
+                  if (!a[0].is_string()) {
+                    return absl::InvalidArgumentError("strftime_now() needs a format string");
+                  }
+                  return Value::Str(strftime(a[0].as_string()));
+                }));
 }
 
 }  // namespace tokenmill::jinja

@@ -107,8 +107,8 @@ absl::StatusOr<Value> PercentFormat(const std::string& format, const Value& args
     } else if (spec == 'f' && v.is_number()) {
       out += absl::StrFormat("%f", v.as_float());
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("unsupported format character '",
-                                                     std::string(1, spec), "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unsupported format character '", std::string(1, spec), "'"));
     }
   }
   if (next < values.size()) {
@@ -117,8 +117,7 @@ absl::StatusOr<Value> PercentFormat(const std::string& format, const Value& args
   return Value::Str(std::move(out));
 }
 
-absl::StatusOr<Value> Renderer::EvalBinary(const std::string& op, const Value& a,
-                                           const Value& b) {
+absl::StatusOr<Value> Renderer::EvalBinary(const std::string& op, const Value& a, const Value& b) {
   if (op == "~") {
     std::string s = ToStr(a);
     s += ToStr(b);
@@ -243,8 +242,7 @@ absl::StatusOr<Value> Renderer::EvalLiteralContainer(const Expr& expr, const Sco
       TM_ASSIGN_OR_RETURN(Value key, Eval(*expr.children[i], scope));
       TM_ASSIGN_OR_RETURN(Value value, Eval(*expr.children[i + 1], scope));
       if (key.is_list() || key.is_dict() || key.is_undefined()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("unhashable type: '", TypeName(key), "'"));
+        return absl::InvalidArgumentError(absl::StrCat("unhashable type: '", TypeName(key), "'"));
       }
       dict.Set(std::move(key), std::move(value));
     }
@@ -259,8 +257,7 @@ absl::StatusOr<Value> Renderer::EvalLiteralContainer(const Expr& expr, const Sco
   return Value::MakeList(std::move(items), expr.kind == Expr::Kind::kTuple);
 }
 
-absl::StatusOr<CallArgs> Renderer::EvalArgs(const Expr& expr, size_t first,
-                                            const ScopePtr& scope) {
+absl::StatusOr<CallArgs> Renderer::EvalArgs(const Expr& expr, size_t first, const ScopePtr& scope) {
   CallArgs args;
   for (size_t i = first; i < expr.children.size(); ++i) {
     TM_ASSIGN_OR_RETURN(Value v, Eval(*expr.children[i], scope));
@@ -379,7 +376,8 @@ absl::StatusOr<Value> Renderer::Call(const Value& callee, CallArgs& args) {
 absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value& input,
                                             CallArgs& args) {
   const FilterFn* fn = FindFilter(name);
-  if (fn == nullptr) return absl::InvalidArgumentError(absl::StrCat("no filter named '", name, "'"));
+  if (fn == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat("no filter named '", name, "'"));
   return (*fn)(*this, input, args);
 }
 

@@ -34,12 +34,23 @@ std::string HtmlEscape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -48,16 +59,16 @@ std::string HtmlEscape(const std::string& s) {
 absl::StatusOr<Value> Safe(Renderer&, const Value& v, CallArgs&) { return v; }
 
 absl::StatusOr<Value> Default(Renderer&, const Value& v, CallArgs& args) {
-  TM_ASSIGN_OR_RETURN(BoundArgs a,
-                      BoundArgs::Bind("default", args, {"default_value", "boolean"}));
+  TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("default", args, {"default_value", "boolean"}));
   const bool use_default = v.is_undefined() || (a.has(1) && Truthy(a[1]) && !Truthy(v));
   if (!use_default) return v;
   return a.has(0) ? a[0] : Value::Str("");
 }
 
 absl::StatusOr<Value> ToJson(Renderer& renderer, const Value& v, CallArgs& args) {
-  TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("tojson", args, {"ensure_ascii", "indent",
-                                                                    "separators", "sort_keys"}));
+  TM_ASSIGN_OR_RETURN(
+      BoundArgs a,
+      BoundArgs::Bind("tojson", args, {"ensure_ascii", "indent", "separators", "sort_keys"}));
   JsonDumpOptions options;
   options.ensure_ascii = a.has(0) && Truthy(a[0]);
   if (a.has(1) && !a[1].is_none()) {
@@ -208,8 +219,9 @@ absl::StatusOr<Value> Round(Renderer&, const Value& v, CallArgs& args) {
   const double scale = std::pow(10.0, static_cast<double>(precision));
   const double x = v.as_float() * scale;
   // nearbyint rounds half to even, like Python's round().
-  const double r = method == "common" ? std::nearbyint(x) : method == "ceil" ? std::ceil(x)
-                                                                             : std::floor(x);
+  const double r = method == "common" ? std::nearbyint(x)
+                   : method == "ceil" ? std::ceil(x)
+                                      : std::floor(x);
   return Value::Float(r / scale);
 }
 
@@ -260,8 +272,8 @@ absl::StatusOr<Value> Center(Renderer& renderer, const Value& v, CallArgs& args)
 }
 
 absl::StatusOr<Value> Truncate(Renderer&, const Value& v, CallArgs& args) {
-  TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("truncate", args,
-                                                   {"length", "killwords", "end", "leeway"}));
+  TM_ASSIGN_OR_RETURN(BoundArgs a,
+                      BoundArgs::Bind("truncate", args, {"length", "killwords", "end", "leeway"}));
   int64_t length = 255;
   int64_t leeway = 5;
   if (a.has(0)) {
@@ -287,8 +299,8 @@ absl::StatusOr<Value> WordCount(Renderer&, const Value& v, CallArgs&) {
   int64_t words = 0;
   bool in_word = false;
   for (char32_t cp : DecodeUtf8(ToStr(v))) {
-    const bool word_char = cp == '_' || (cp < 0x80 ? std::isalnum(static_cast<int>(cp)) != 0
-                                                   : !IsPyWhitespace(cp));
+    const bool word_char =
+        cp == '_' || (cp < 0x80 ? std::isalnum(static_cast<int>(cp)) != 0 : !IsPyWhitespace(cp));
     if (word_char && !in_word) ++words;
     in_word = word_char;
   }

@@ -19,8 +19,8 @@ absl::StatusOr<Value> ReadAttributePath(const Value& item, const std::string& pa
     if (current.is_undefined()) return UndefinedError(current);
     const std::string key(part);
     const bool is_index = !key.empty() && std::all_of(key.begin(), key.end(), ::isdigit);
-    TM_ASSIGN_OR_RETURN(current, GetItem(current, is_index ? Value::Int(std::stoll(key))
-                                                           : Value::Str(key)));
+    TM_ASSIGN_OR_RETURN(current,
+                        GetItem(current, is_index ? Value::Int(std::stoll(key)) : Value::Str(key)));
   }
   return current;
 }
@@ -106,10 +106,14 @@ absl::StatusOr<Value> MinOrMax(const Value& v, CallArgs& args, bool want_max) {
 
 absl::StatusOr<Value> Length(Renderer&, const Value& v, CallArgs&) {
   switch (v.kind()) {
-    case Value::Kind::kUndefined: return Value::Int(0);
-    case Value::Kind::kString: return Value::Int(CodepointLength(v.as_string()));
-    case Value::Kind::kList: return Value::Int(static_cast<int64_t>(v.as_list().items.size()));
-    case Value::Kind::kDict: return Value::Int(static_cast<int64_t>(v.as_dict().size()));
+    case Value::Kind::kUndefined:
+      return Value::Int(0);
+    case Value::Kind::kString:
+      return Value::Int(CodepointLength(v.as_string()));
+    case Value::Kind::kList:
+      return Value::Int(static_cast<int64_t>(v.as_list().items.size()));
+    case Value::Kind::kDict:
+      return Value::Int(static_cast<int64_t>(v.as_dict().size()));
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("object of type '", TypeName(v), "' has no len()"));
@@ -200,8 +204,8 @@ absl::StatusOr<Value> RejectAttr(Renderer& r, const Value& v, CallArgs& args) {
 }
 
 absl::StatusOr<Value> Sort(Renderer&, const Value& v, CallArgs& args) {
-  TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("sort", args,
-                                                   {"reverse", "case_sensitive", "attribute"}));
+  TM_ASSIGN_OR_RETURN(BoundArgs a,
+                      BoundArgs::Bind("sort", args, {"reverse", "case_sensitive", "attribute"}));
   TM_ASSIGN_OR_RETURN(std::vector<Value> items, Iterate(v));
   const bool case_sensitive = a.has(1) && Truthy(a[1]);
   std::vector<std::string> attributes;
@@ -228,8 +232,8 @@ absl::StatusOr<Value> Sort(Renderer&, const Value& v, CallArgs& args) {
 }
 
 absl::StatusOr<Value> DictSort(Renderer&, const Value& v, CallArgs& args) {
-  TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("dictsort", args,
-                                                   {"case_sensitive", "by", "reverse"}));
+  TM_ASSIGN_OR_RETURN(BoundArgs a,
+                      BoundArgs::Bind("dictsort", args, {"case_sensitive", "by", "reverse"}));
   if (!v.is_dict()) return absl::InvalidArgumentError("dictsort expects a mapping");
   const bool by_value = a.has(1) && ToStr(a[1]) == "value";
   const bool case_sensitive = a.has(0) && Truthy(a[0]);
@@ -245,7 +249,8 @@ absl::StatusOr<Value> DictSort(Renderer&, const Value& v, CallArgs& args) {
 }
 
 absl::StatusOr<Value> Unique(Renderer&, const Value& v, CallArgs& args) {
-  TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("unique", args, {"case_sensitive", "attribute"}));
+  TM_ASSIGN_OR_RETURN(BoundArgs a,
+                      BoundArgs::Bind("unique", args, {"case_sensitive", "attribute"}));
   TM_ASSIGN_OR_RETURN(std::vector<Value> items, Iterate(v));
   std::vector<Value> seen;
   std::vector<Value> out;
@@ -277,9 +282,8 @@ absl::StatusOr<Value> Sum(Renderer&, const Value& v, CallArgs& args) {
       TM_ASSIGN_OR_RETURN(item, ReadAttributePath(raw, ToStr(a[0])));
     }
     if (!item.is_number() || !total.is_number()) {
-      return absl::InvalidArgumentError(absl::StrCat("unsupported operand type(s) for +: '",
-                                                     TypeName(total), "' and '", TypeName(item),
-                                                     "'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unsupported operand type(s) for +: '", TypeName(total), "' and '", TypeName(item), "'"));
     }
     if (item.is_float() || total.is_float()) {
       total = Value::Float(total.as_float() + item.as_float());
@@ -313,8 +317,8 @@ absl::StatusOr<Value> Batch(Renderer&, const Value& v, CallArgs& args) {
   std::vector<Value> batches;
   for (size_t i = 0; i < items.size(); i += static_cast<size_t>(size)) {
     std::vector<Value> batch(items.begin() + static_cast<ptrdiff_t>(i),
-                             items.begin() + static_cast<ptrdiff_t>(
-                                                 std::min(items.size(), i + static_cast<size_t>(size))));
+                             items.begin() + static_cast<ptrdiff_t>(std::min(
+                                                 items.size(), i + static_cast<size_t>(size))));
     if (a.has(1) && !a[1].is_none()) {
       while (batch.size() < static_cast<size_t>(size)) batch.push_back(a[1]);
     }

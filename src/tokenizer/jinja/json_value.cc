@@ -21,14 +21,29 @@ void AppendEscapedString(const std::string& s, bool ensure_ascii, std::string* o
   };
   for (char32_t cp : DecodeUtf8(s)) {
     switch (cp) {
-      case '"': out->append("\\\""); continue;
-      case '\\': out->append("\\\\"); continue;
-      case '\n': out->append("\\n"); continue;
-      case '\r': out->append("\\r"); continue;
-      case '\t': out->append("\\t"); continue;
-      case '\b': out->append("\\b"); continue;
-      case '\f': out->append("\\f"); continue;
-      default: break;
+      case '"':
+        out->append("\\\"");
+        continue;
+      case '\\':
+        out->append("\\\\");
+        continue;
+      case '\n':
+        out->append("\\n");
+        continue;
+      case '\r':
+        out->append("\\r");
+        continue;
+      case '\t':
+        out->append("\\t");
+        continue;
+      case '\b':
+        out->append("\\b");
+        continue;
+      case '\f':
+        out->append("\\f");
+        continue;
+      default:
+        break;
     }
     if (cp < 0x20) {
       append_u(static_cast<unsigned>(cp));
@@ -113,14 +128,19 @@ class Dumper {
 
   static absl::StatusOr<std::string> KeyString(const Value& key) {
     switch (key.kind()) {
-      case Value::Kind::kString: return key.as_string();
-      case Value::Kind::kNone: return std::string("null");
-      case Value::Kind::kBool: return std::string(key.as_bool() ? "true" : "false");
-      case Value::Kind::kInt: return std::to_string(key.as_int());
-      case Value::Kind::kFloat: return JsonFloat(key.as_float());
+      case Value::Kind::kString:
+        return key.as_string();
+      case Value::Kind::kNone:
+        return std::string("null");
+      case Value::Kind::kBool:
+        return std::string(key.as_bool() ? "true" : "false");
+      case Value::Kind::kInt:
+        return std::to_string(key.as_int());
+      case Value::Kind::kFloat:
+        return JsonFloat(key.as_float());
       default:
-        return absl::InvalidArgumentError(absl::StrCat(
-            "keys must be str, int, float, bool or None, not ", TypeName(key)));
+        return absl::InvalidArgumentError(
+            absl::StrCat("keys must be str, int, float, bool or None, not ", TypeName(key)));
     }
   }
 

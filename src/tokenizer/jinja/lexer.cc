@@ -63,8 +63,8 @@ class Lexer {
     bool line_starting = true;
     while (pos_ < src_.size()) {
       size_t start = src_.find('{', pos_);
-      while (start != std::string::npos && start + 1 < src_.size() &&
-             src_[start + 1] != '{' && src_[start + 1] != '%' && src_[start + 1] != '#') {
+      while (start != std::string::npos && start + 1 < src_.size() && src_[start + 1] != '{' &&
+             src_[start + 1] != '%' && src_[start + 1] != '#') {
         start = src_.find('{', start + 1);
       }
       if (start == std::string::npos || start + 1 >= src_.size()) {
@@ -153,9 +153,8 @@ class Lexer {
   absl::Status SkipComment(size_t start) {
     const size_t end = src_.find("#}", pos_);
     if (end == std::string::npos) return Error(start, "missing end of comment tag");
-    const char sign = end > pos_ && (src_[end - 1] == '-' || src_[end - 1] == '+')
-                          ? src_[end - 1]
-                          : '\0';
+    const char sign =
+        end > pos_ && (src_[end - 1] == '-' || src_[end - 1] == '+') ? src_[end - 1] : '\0';
     pos_ = end + 2;
     ApplyRightStrip(sign);
     return absl::OkStatus();
@@ -336,8 +335,8 @@ absl::Status Lexer::LexNumber() {
       if (base != 10) {
         skip = 2;
         // The prefixed forms carry letters or '_' the decimal scan did not take.
-        while (i < src_.size() && (std::isxdigit(static_cast<unsigned char>(src_[i])) ||
-                                   src_[i] == '_')) {
+        while (i < src_.size() &&
+               (std::isxdigit(static_cast<unsigned char>(src_[i])) || src_[i] == '_')) {
           if (src_[i] != '_') digits.push_back(src_[i]);
           ++i;
         }
@@ -389,17 +388,38 @@ absl::Status Lexer::LexString() {
       return cp;
     };
     switch (e) {
-      case '\n': break;  // line continuation
-      case '\\': value.push_back('\\'); break;
-      case '\'': value.push_back('\''); break;
-      case '"': value.push_back('"'); break;
-      case 'a': value.push_back('\a'); break;
-      case 'b': value.push_back('\b'); break;
-      case 'f': value.push_back('\f'); break;
-      case 'n': value.push_back('\n'); break;
-      case 'r': value.push_back('\r'); break;
-      case 't': value.push_back('\t'); break;
-      case 'v': value.push_back('\v'); break;
+      case '\n':
+        break;  // line continuation
+      case '\\':
+        value.push_back('\\');
+        break;
+      case '\'':
+        value.push_back('\'');
+        break;
+      case '"':
+        value.push_back('"');
+        break;
+      case 'a':
+        value.push_back('\a');
+        break;
+      case 'b':
+        value.push_back('\b');
+        break;
+      case 'f':
+        value.push_back('\f');
+        break;
+      case 'n':
+        value.push_back('\n');
+        break;
+      case 'r':
+        value.push_back('\r');
+        break;
+      case 't':
+        value.push_back('\t');
+        break;
+      case 'v':
+        value.push_back('\v');
+        break;
       case 'x':
       case 'u':
       case 'U': {

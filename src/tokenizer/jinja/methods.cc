@@ -140,8 +140,8 @@ absl::StatusOr<Value> Join(Renderer& renderer, const Value& self, CallArgs& args
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) {
     if (!items[i].is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence item ", i, ": expected str instance, ",
-                                                     TypeName(items[i]), " found"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sequence item ", i, ": expected str instance, ", TypeName(items[i]), " found"));
     }
     if (i > 0) out += self.as_string();
     out += items[i].as_string();
@@ -177,16 +177,28 @@ absl::StatusOr<Value> IsClass(Renderer&, const Value& self, CallArgs& args) {
     const bool numeric = cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO;
     bool ok = true;
     switch (kWhich) {
-      case 0: ok = digit; break;
-      case 1: ok = letter; break;
-      case 2: ok = letter || numeric; break;
-      case 3: ok = IsPyWhitespace(cp); break;
-      case 4: ok = cat != UTF8PROC_CATEGORY_LL; break;
-      case 5: ok = cat != UTF8PROC_CATEGORY_LU && cat != UTF8PROC_CATEGORY_LT; break;
+      case 0:
+        ok = digit;
+        break;
+      case 1:
+        ok = letter;
+        break;
+      case 2:
+        ok = letter || numeric;
+        break;
+      case 3:
+        ok = IsPyWhitespace(cp);
+        break;
+      case 4:
+        ok = cat != UTF8PROC_CATEGORY_LL;
+        break;
+      case 5:
+        ok = cat != UTF8PROC_CATEGORY_LU && cat != UTF8PROC_CATEGORY_LT;
+        break;
     }
     if (!ok) return Value::Bool(false);
-    any_cased |= cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL ||
-                 cat == UTF8PROC_CATEGORY_LT;
+    any_cased |=
+        cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT;
   }
   return Value::Bool(kWhich < 4 || any_cased);
 }
@@ -305,11 +317,8 @@ const MethodTable& StringMethods() {
 
 const MethodTable& DictMethods() {
   static const auto* table = new MethodTable{
-      {"get", DictGet},
-      {"items", DictView<0>},
-      {"keys", DictView<1>},
-      {"values", DictView<2>},
-      {"copy", Copy},
+      {"get", DictGet},        {"items", DictView<0>}, {"keys", DictView<1>},
+      {"values", DictView<2>}, {"copy", Copy},
   };
   return *table;
 }
@@ -334,9 +343,8 @@ std::optional<Value> FindMethod(const Value& obj, const std::string& name) {
   const auto it = table->find(name);
   if (it == table->end()) return std::nullopt;
   const MethodFn fn = it->second;
-  return Value::MakeCallable(name, [obj, fn](Renderer& renderer, CallArgs& args) {
-    return fn(renderer, obj, args);
-  });
+  return Value::MakeCallable(
+      name, [obj, fn](Renderer& renderer, CallArgs& args) { return fn(renderer, obj, args); });
 }
 
 }  // namespace tokenmill::jinja

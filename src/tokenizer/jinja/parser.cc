@@ -54,9 +54,8 @@ absl::StatusOr<std::string> Parser::ExpectName() {
 }
 
 absl::Status Parser::Error(const std::string& message) const {
-  return absl::InvalidArgumentError(absl::StrCat("template syntax error at line ",
-                                                 Current().line, ", column ", Current().column,
-                                                 ": ", message));
+  return absl::InvalidArgumentError(absl::StrCat("template syntax error at line ", Current().line,
+                                                 ", column ", Current().column, ": ", message));
 }
 
 absl::Status Parser::EnterNesting() {
@@ -69,17 +68,28 @@ absl::Status Parser::EnterNesting() {
 
 std::string Parser::Describe(const Token& token) {
   switch (token.type) {
-    case TokenType::kText: return "template data";
-    case TokenType::kVarBegin: return "'{{'";
-    case TokenType::kVarEnd: return "end of print statement";
-    case TokenType::kBlockBegin: return "'{%'";
-    case TokenType::kBlockEnd: return "end of statement block";
-    case TokenType::kName: return absl::StrCat("'", token.text, "'");
-    case TokenType::kString: return "string";
-    case TokenType::kInteger: return "integer";
-    case TokenType::kFloat: return "float";
-    case TokenType::kOperator: return absl::StrCat("'", token.text, "'");
-    case TokenType::kEof: return "end of template";
+    case TokenType::kText:
+      return "template data";
+    case TokenType::kVarBegin:
+      return "'{{'";
+    case TokenType::kVarEnd:
+      return "end of print statement";
+    case TokenType::kBlockBegin:
+      return "'{%'";
+    case TokenType::kBlockEnd:
+      return "end of statement block";
+    case TokenType::kName:
+      return absl::StrCat("'", token.text, "'");
+    case TokenType::kString:
+      return "string";
+    case TokenType::kInteger:
+      return "integer";
+    case TokenType::kFloat:
+      return "float";
+    case TokenType::kOperator:
+      return absl::StrCat("'", token.text, "'");
+    case TokenType::kEof:
+      return "end of template";
   }
   return "token";
 }
@@ -122,8 +132,7 @@ absl::Status Parser::ParseBody(const std::vector<std::string>& end_tags, StmtLis
         Advance();
         TM_ASSIGN_OR_RETURN(stmt->expr, ParseTuple(true, false));
         if (Current().type != TokenType::kVarEnd) {
-          return Error(absl::StrCat("expected end of print statement, got ",
-                                    Describe(Current())));
+          return Error(absl::StrCat("expected end of print statement, got ", Describe(Current())));
         }
         Advance();
         out->push_back(std::move(stmt));
@@ -194,9 +203,9 @@ absl::Status Parser::ParseIf(Stmt* stmt) {
     }
     TM_RETURN_IF_ERROR(ExpectBlockEnd());
     StmtList body;
-    const std::vector<std::string> ends =
-        found == "else" ? std::vector<std::string>{"endif"}
-                        : std::vector<std::string>{"elif", "else", "endif"};
+    const std::vector<std::string> ends = found == "else"
+                                              ? std::vector<std::string>{"endif"}
+                                              : std::vector<std::string>{"elif", "else", "endif"};
     TM_RETURN_IF_ERROR(ParseBody(ends, &body, &found));
     stmt->branches.emplace_back(std::move(condition), std::move(body));
     if (found == "endif") return ExpectBlockEnd();
@@ -216,8 +225,8 @@ absl::StatusOr<Target> Parser::ParseAssignTarget(bool with_namespace) {
   const bool parenthesized = SkipOp("(");
   while (true) {
     TM_ASSIGN_OR_RETURN(std::string name, ExpectName());
-    if (name == "true" || name == "false" || name == "none" || name == "True" ||
-        name == "False" || name == "None") {
+    if (name == "true" || name == "false" || name == "none" || name == "True" || name == "False" ||
+        name == "None") {
       return Error(absl::StrCat("can't assign to '", name, "'"));
     }
     target.names.push_back(std::move(name));

@@ -437,10 +437,9 @@ absl::StatusOr<ExprPtr> Parser::ParseTest(ExprPtr node) {
   TM_ASSIGN_OR_RETURN(test->name, ParseDottedName());
   test->children.push_back(std::move(node));
   const Token& t = Current();
-  const bool starts_arg =
-      t.type == TokenType::kName || t.type == TokenType::kString ||
-      t.type == TokenType::kInteger || t.type == TokenType::kFloat ||
-      (t.type == TokenType::kOperator && (t.text == "[" || t.text == "{"));
+  const bool starts_arg = t.type == TokenType::kName || t.type == TokenType::kString ||
+                          t.type == TokenType::kInteger || t.type == TokenType::kFloat ||
+                          (t.type == TokenType::kOperator && (t.text == "[" || t.text == "{"));
   if (IsOp("(")) {
     TM_RETURN_IF_ERROR(ParseCallArgs(test.get()));
   } else if (starts_arg && !IsName("else") && !IsName("or") && !IsName("and")) {

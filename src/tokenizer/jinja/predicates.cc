@@ -45,8 +45,8 @@ bool IsUpper(const Value& v) {
 absl::StatusOr<int64_t> IntOperand(const Value& v, const std::string& test) {
   if (!v.is_int() && !v.is_bool()) {
     if (v.is_undefined()) return UndefinedError(v);
-    return absl::InvalidArgumentError(absl::StrCat("test '", test, "' needs an integer, got ",
-                                                   TypeName(v)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("test '", test, "' needs an integer, got ", TypeName(v)));
   }
   return v.as_int();
 }
@@ -74,14 +74,18 @@ absl::StatusOr<bool> CompareTest(Renderer&, const Value& v, CallArgs& args) {
   TM_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("compare", args, {"other"}));
   const Value& other = a[0];
   switch (kOp) {
-    case 0: return Equals(v, other);
-    case 1: return !Equals(v, other);
-    case 2: return LessThan(v, other);
+    case 0:
+      return Equals(v, other);
+    case 1:
+      return !Equals(v, other);
+    case 2:
+      return LessThan(v, other);
     case 3: {
       TM_ASSIGN_OR_RETURN(bool gt, LessThan(other, v));
       return !gt;
     }
-    case 4: return LessThan(other, v);
+    case 4:
+      return LessThan(other, v);
     default: {
       TM_ASSIGN_OR_RETURN(bool lt, LessThan(v, other));
       return !lt;
@@ -94,9 +98,12 @@ absl::StatusOr<bool> SameAs(Renderer&, const Value& v, CallArgs& args) {
   const Value& other = a[0];
   if (v.kind() != other.kind()) return false;
   switch (v.kind()) {
-    case Value::Kind::kList: return &v.as_list() == &other.as_list();
-    case Value::Kind::kDict: return &v.as_dict() == &other.as_dict();
-    default: return Equals(v, other);  // None/True/False/small values are singletons
+    case Value::Kind::kList:
+      return &v.as_list() == &other.as_list();
+    case Value::Kind::kDict:
+      return &v.as_dict() == &other.as_dict();
+    default:
+      return Equals(v, other);  // None/True/False/small values are singletons
   }
 }
 

@@ -48,8 +48,8 @@ char32_t NextCodepoint(const std::string& s, size_t* i) {
     }
     cp = (cp << 6) | (cc & 0x3F);
   }
-  const bool overlong = (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-                        (len == 4 && cp < 0x10000);
+  const bool overlong =
+      (len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
   if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
     ++*i;
     return kReplacement;
@@ -60,8 +60,7 @@ char32_t NextCodepoint(const std::string& s, size_t* i) {
 
 bool IsCased(char32_t cp) {
   const auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-  return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL ||
-         cat == UTF8PROC_CATEGORY_LT;
+  return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT;
 }
 
 char32_t ToUpper(char32_t cp) {
@@ -101,9 +100,9 @@ const char* SpecialCase(char32_t cp, CaseKind kind) {
     const char* title;
   };
   static constexpr Entry kEntries[] = {
-      {0x00DF, "SS", "Ss"},  {0xFB00, "FF", "Ff"},    {0xFB01, "FI", "Fi"},
-      {0xFB02, "FL", "Fl"},  {0xFB03, "FFI", "Ffi"},  {0xFB04, "FFL", "Ffl"},
-      {0xFB05, "ST", "St"},  {0xFB06, "ST", "St"},    {0x0149, "\xCA\xBCN", "\xCA\xBCN"},
+      {0x00DF, "SS", "Ss"}, {0xFB00, "FF", "Ff"},   {0xFB01, "FI", "Fi"},
+      {0xFB02, "FL", "Fl"}, {0xFB03, "FFI", "Ffi"}, {0xFB04, "FFL", "Ffl"},
+      {0xFB05, "ST", "St"}, {0xFB06, "ST", "St"},   {0x0149, "\xCA\xBCN", "\xCA\xBCN"},
   };
   if (kind == CaseKind::kLower) return cp == 0x0130 ? "i\xCC\x87" : nullptr;
   for (const Entry& e : kEntries) {
@@ -117,8 +116,9 @@ void AppendCased(char32_t cp, CaseKind kind, std::string* out) {
     out->append(special);
     return;
   }
-  AppendUtf8(kind == CaseKind::kUpper ? ToUpper(cp) : kind == CaseKind::kLower ? ToLower(cp)
-                                                                               : ToTitle(cp),
+  AppendUtf8(kind == CaseKind::kUpper   ? ToUpper(cp)
+             : kind == CaseKind::kLower ? ToLower(cp)
+                                        : ToTitle(cp),
              out);
 }
 
@@ -193,8 +193,7 @@ bool IsPyWhitespace(char32_t cp) {
          cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
-std::string PyStrip(const std::string& s, const std::optional<std::string>& chars,
-                    StripSide side) {
+std::string PyStrip(const std::string& s, const std::optional<std::string>& chars, StripSide side) {
   const std::u32string cps = DecodeUtf8(s);
   const std::u32string set = chars ? DecodeUtf8(*chars) : std::u32string();
   auto strip_me = [&](char32_t cp) {
@@ -355,8 +354,8 @@ std::string JinjaTitle(const std::string& s) {
   bool at_word_start = true;
   for (size_t i = 0; i < s.size();) {
     const char32_t cp = NextCodepoint(s, &i);
-    const bool is_separator = cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' ||
-                              IsPyWhitespace(cp);
+    const bool is_separator =
+        cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || IsPyWhitespace(cp);
     if (is_separator) {
       AppendUtf8(cp, &out);
       at_word_start = true;

@@ -51,13 +51,13 @@ class LoopObject : public Object {
     }
     if (name == "cycle") {
       const size_t index = index_;
-      return Value::MakeCallable("loop.cycle", [index](Renderer&, CallArgs& args)
-                                                   -> absl::StatusOr<Value> {
-        if (args.positional.empty()) {
-          return absl::InvalidArgumentError("no items for cycling given");
-        }
-        return args.positional[index % args.positional.size()];
-      });
+      return Value::MakeCallable(
+          "loop.cycle", [index](Renderer&, CallArgs& args) -> absl::StatusOr<Value> {
+            if (args.positional.empty()) {
+              return absl::InvalidArgumentError("no items for cycling given");
+            }
+            return args.positional[index % args.positional.size()];
+          });
     }
     return Value::Undefined(absl::StrCat("'LoopContext object' has no attribute '", name, "'"));
   }
@@ -95,8 +95,8 @@ absl::Status Renderer::CheckSize(size_t size) const {
 absl::Status Renderer::CountIterations(int64_t n) {
   num_iterations_ += n;
   if (num_iterations_ <= limits_.max_loop_iterations) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "template ran more than ", limits_.max_loop_iterations, " loop iterations"));
+  return absl::ResourceExhaustedError(
+      absl::StrCat("template ran more than ", limits_.max_loop_iterations, " loop iterations"));
 }
 
 absl::Status Renderer::Append(const std::string& text, std::string* out) const {
@@ -223,8 +223,8 @@ absl::Status Renderer::Assign(const Target& target, Value value, Scope& scope) {
     return absl::InvalidArgumentError(
         parts.size() > target.names.size()
             ? absl::StrCat("too many values to unpack (expected ", target.names.size(), ")")
-            : absl::StrCat("not enough values to unpack (expected ", target.names.size(),
-                           ", got ", parts.size(), ")"));
+            : absl::StrCat("not enough values to unpack (expected ", target.names.size(), ", got ",
+                           parts.size(), ")"));
   }
   for (size_t i = 0; i < parts.size(); ++i) scope.Set(target.names[i], std::move(parts[i]));
   return absl::OkStatus();
@@ -254,8 +254,7 @@ absl::Status Renderer::ExecSet(const Stmt& stmt, const ScopePtr& scope) {
   return ns->as_object().SetAttr(stmt.target.attribute, std::move(value));
 }
 
-absl::StatusOr<std::string> Renderer::RenderToString(const StmtList& body,
-                                                     const ScopePtr& scope) {
+absl::StatusOr<std::string> Renderer::RenderToString(const StmtList& body, const ScopePtr& scope) {
   std::string text;
   TM_ASSIGN_OR_RETURN(Flow flow, Exec(body, scope, &text));
   (void)flow;
@@ -267,12 +266,12 @@ Value Renderer::MakeMacro(const Stmt& stmt, const ScopePtr& scope) {
   // Capturing the defining frame gives macros the variables visible where they were
   // defined, including themselves (recursion).
   std::weak_ptr<Scope> weak_scope = scope;
-  return Value::MakeCallable(stmt.text, [macro, weak_scope](Renderer& renderer, CallArgs& args)
-                                            -> absl::StatusOr<Value> {
-    ScopePtr defining = weak_scope.lock();
-    if (!defining) return absl::InternalError("macro called after its frame ended");
-    return renderer.CallMacro(*macro, defining, args);
-  });
+  return Value::MakeCallable(
+      stmt.text, [macro, weak_scope](Renderer& renderer, CallArgs& args) -> absl::StatusOr<Value> {
+        ScopePtr defining = weak_scope.lock();
+        if (!defining) return absl::InternalError("macro called after its frame ended");
+        return renderer.CallMacro(*macro, defining, args);
+      });
 }
 
 absl::StatusOr<Value> Renderer::CallMacro(const Stmt& stmt, const ScopePtr& defining_scope,
@@ -286,8 +285,8 @@ absl::StatusOr<Value> Renderer::CallMacro(const Stmt& stmt, const ScopePtr& defi
   auto frame = std::make_shared<Scope>(defining_scope);
   const size_t num_params = stmt.params.size();
   if (args.positional.size() > num_params && !stmt.uses_varargs) {
-    return absl::InvalidArgumentError(absl::StrCat("macro '", stmt.text, "' takes not more than ",
-                                                   num_params, " argument(s)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("macro '", stmt.text, "' takes not more than ", num_params, " argument(s)"));
   }
   std::vector<bool> bound(num_params, false);
   for (size_t i = 0; i < num_params && i < args.positional.size(); ++i) {
@@ -342,13 +341,15 @@ absl::Status Renderer::ExecCallBlock(const Stmt& stmt, const ScopePtr& scope, st
   const Stmt* body_stmt = &stmt;
   std::weak_ptr<Scope> weak_scope = scope;
   args.keyword.emplace_back(
-      "caller", Value::MakeCallable("caller", [body_stmt, weak_scope](
-                                                  Renderer& renderer,
+      "caller",
+      Value::MakeCallable("caller",
+                          [body_stmt, weak_scope](Renderer& renderer,
                                                   CallArgs& caller_args) -> absl::StatusOr<Value> {
-        ScopePtr defining = weak_scope.lock();
-        if (!defining) return absl::InternalError("caller() used after its frame ended");
-        return renderer.CallMacro(*body_stmt, defining, caller_args);
-      }));
+                            ScopePtr defining = weak_scope.lock();
+                            if (!defining)
+                              return absl::InternalError("caller() used after its frame ended");
+                            return renderer.CallMacro(*body_stmt, defining, caller_args);
+                          }));
   TM_ASSIGN_OR_RETURN(Value result, Call(callee, args));
   return Append(ToStr(result), out);
 }

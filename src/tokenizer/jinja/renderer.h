@@ -17,8 +17,8 @@ namespace tokenmill::jinja {
 
 struct RenderLimits {
   size_t max_output_bytes = size_t{64} << 20;  // also caps every string built on the way
-  int64_t max_loop_iterations = 10'000'000;     // summed over all loops of one render
-  int max_call_depth = 100;                     // nested macro calls
+  int64_t max_loop_iterations = 10'000'000;    // summed over all loops of one render
+  int max_call_depth = 100;                    // nested macro calls
 };
 
 // A variable frame. Lookups walk to the parent; assignments stay local, which gives
@@ -48,8 +48,7 @@ class Renderer {
 
   // For builtins (filters, tests, methods, macros).
   absl::StatusOr<Value> Call(const Value& callee, CallArgs& args);
-  absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& input,
-                                    CallArgs& args);
+  absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& input, CallArgs& args);
   absl::StatusOr<bool> ApplyTest(const std::string& name, const Value& input, CallArgs& args);
   // ResourceExhausted when a string or list of `size` bytes/items would pass the budget.
   absl::Status CheckSize(size_t size) const;
@@ -67,8 +66,7 @@ class Renderer {
   absl::Status ExecCallBlock(const Stmt& stmt, const ScopePtr& scope, std::string* out);
   absl::StatusOr<std::string> RenderToString(const StmtList& body, const ScopePtr& scope);
   Value MakeMacro(const Stmt& stmt, const ScopePtr& scope);
-  absl::StatusOr<Value> CallMacro(const Stmt& stmt, const ScopePtr& defining_scope,
-                                  CallArgs& args);
+  absl::StatusOr<Value> CallMacro(const Stmt& stmt, const ScopePtr& defining_scope, CallArgs& args);
   absl::Status Append(const std::string& text, std::string* out) const;
 
   // --- expressions (eval_expr.cc) ---
@@ -79,8 +77,7 @@ class Renderer {
   absl::StatusOr<Value> EvalSlice(const Expr& expr, const ScopePtr& scope);
   absl::StatusOr<Value> EvalLiteralContainer(const Expr& expr, const ScopePtr& scope);
   // `input` replaces the innermost null operand of a {% filter %} / {% set | f %} chain.
-  absl::StatusOr<Value> EvalFilter(const Expr& expr, const ScopePtr& scope,
-                                   const Value* input);
+  absl::StatusOr<Value> EvalFilter(const Expr& expr, const ScopePtr& scope, const Value* input);
 
   RenderLimits limits_;
   int64_t num_iterations_ = 0;

@@ -52,7 +52,8 @@ Value Value::Undefined(std::string message) {
   return Value(InitTag{}, UndefinedData{std::make_shared<const std::string>(std::move(message))});
 }
 Value Value::Str(std::string s) {
-  return Value(InitTag{}, std::shared_ptr<const std::string>(std::make_shared<std::string>(std::move(s))));
+  return Value(InitTag{},
+               std::shared_ptr<const std::string>(std::make_shared<std::string>(std::move(s))));
 }
 Value Value::MakeList(std::vector<Value> items, bool is_tuple) {
   auto list = std::make_shared<List>();
@@ -66,8 +67,8 @@ Value Value::MakeDict(Dict dict) {
   return Value(InitTag{}, std::shared_ptr<const Dict>(std::make_shared<Dict>(std::move(dict))));
 }
 Value Value::MakeCallable(std::string name, NativeFunction fn) {
-  return Value(InitTag{}, std::shared_ptr<const Callable>(
-      std::make_shared<Callable>(Callable{std::move(name), std::move(fn)})));
+  return Value(InitTag{}, std::shared_ptr<const Callable>(std::make_shared<Callable>(
+                              Callable{std::move(name), std::move(fn)})));
 }
 Value Value::MakeObject(std::shared_ptr<Object> object) {
   return Value(InitTag{}, std::move(object));
@@ -115,10 +116,14 @@ const std::string& Value::undefined_message() const {
 
 int Depth(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kList: return v.as_list().depth;
-    case Value::Kind::kDict: return v.as_dict().depth();
-    case Value::Kind::kObject: return v.as_object().depth();
-    default: return 0;
+    case Value::Kind::kList:
+      return v.as_list().depth;
+    case Value::Kind::kDict:
+      return v.as_dict().depth();
+    case Value::Kind::kObject:
+      return v.as_object().depth();
+    default:
+      return 0;
   }
 }
 

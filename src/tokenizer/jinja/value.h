@@ -73,8 +73,18 @@ class Object {
 
 class Value {
  public:
-  enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kCallable,
-                    kObject };
+  enum class Kind {
+    kUndefined,
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kString,
+    kList,
+    kDict,
+    kCallable,
+    kObject
+  };
 
   Value() : data_(UndefinedData{}) {}  // Undefined without a hint
   // `message` is the error raised when the undefined value is used: "'x' is undefined".
@@ -105,8 +115,8 @@ class Value {
 
   // Accessors; Requires: the matching kind (TM_CHECKed).
   bool as_bool() const;
-  int64_t as_int() const;        // bools read as 0/1
-  double as_float() const;       // ints and bools convert
+  int64_t as_int() const;   // bools read as 0/1
+  double as_float() const;  // ints and bools convert
   const std::string& as_string() const;
   const List& as_list() const;
   const Dict& as_dict() const;
@@ -142,8 +152,8 @@ bool Equals(const Value& a, const Value& b);
 // a < b as Python orders numbers, strings (by code point), lists and tuples;
 // InvalidArgument (Python's TypeError) for other pairs.
 absl::StatusOr<bool> LessThan(const Value& a, const Value& b);
-std::string ToStr(const Value& v);  // str(v); Undefined renders as ""
-std::string Repr(const Value& v);   // repr(v)
+std::string ToStr(const Value& v);     // str(v); Undefined renders as ""
+std::string Repr(const Value& v);      // repr(v)
 std::string TypeName(const Value& v);  // 'str', 'int', 'NoneType', 'dict', ...
 // The Status for using an Undefined where Python raises UndefinedError.
 absl::Status UndefinedError(const Value& undefined);
