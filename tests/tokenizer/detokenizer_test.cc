@@ -7,7 +7,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <atomic>
 #include <map>
+#include <thread>
 #include <random>
 
 #include "tokenizer/tokenizer_test_util.h"
@@ -172,6 +174,29 @@ TEST_P(FamilyTest, OutOfRangeIdsAreErrors) {
   IncrementalDetokenizer detok(*tok_);
   std::string out;
   EXPECT_FALSE(detok.Add(-1, &out).ok());
+}
+
+TEST_P(FamilyTest, ConcurrentEncodeMatchesSerial) {
+  std::vector<std::string> texts;
+  for (int i = 0; i < 64; ++i) {
+    texts.push_back("Thread " + std::to_string(i) + ": caf\u00e9 \u4f60\u597d  \n\t<s> x=" +
+                    std::to_string(i * 7919) + std::string(i % 5, ' ') + "\U0001F600 done.");
+  }
+  std::vector<std::vector<int32_t>> serial;
+  for (const auto& t : texts) serial.push_back(*tok_->Encode(t, {}));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 20; ++rep) {
+        for (size_t i = t; i < texts.size(); i += 2) {
+          if (*tok_->Encode(texts[i], {}) != serial[i]) ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, FamilyTest, ::testing::ValuesIn(kFamilies),
