@@ -53,7 +53,7 @@ std::vector<float> RunOps(Backend& backend, uint32_t seed) {
 }
 
 TEST(CpuBackendTest, ResultsDoNotDependOnThreadCount) {
-  for (CpuIsa isa : {CpuIsa::kAuto, CpuIsa::kGeneric}) {
+  for (CpuIsa isa : {CpuIsa::kAuto, CpuIsa::kAvx2, CpuIsa::kGeneric}) {
     const std::vector<float> one = RunOps(*MakeCpuBackend({1, isa}), 42);
     for (int threads : {2, 3}) {
       const std::vector<float> many = RunOps(*MakeCpuBackend({threads, isa}), 42);
@@ -67,10 +67,16 @@ TEST(CpuBackendTest, ResultsDoNotDependOnThreadCount) {
 TEST(CpuBackendTest, KernelSetNames) {
   EXPECT_EQ(CpuKernelSetName(CpuIsa::kGeneric), "generic");
   const std::string_view best = CpuKernelSetName(CpuIsa::kAuto);
-  EXPECT_TRUE(best == "avx2" || best == "generic") << best;
+  const std::string_view avx2 = CpuKernelSetName(CpuIsa::kAvx2);
+  EXPECT_TRUE(best == "avx512" || best == "avx2" || best == "generic") << best;
 #if defined(__x86_64__)
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    EXPECT_EQ(best, "avx2");
+    EXPECT_EQ(avx2, "avx2");
+    EXPECT_EQ(best, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vl") &&
+                            __builtin_cpu_supports("avx512dq")
+                        ? "avx512"
+                        : "avx2");
   }
 #endif
 }

@@ -3,8 +3,8 @@
 //
 // Arithmetic is fp32 throughout. Weights stay in their stored dtype (F32, F16, BF16, Q8_0)
 // and are converted inside the kernels; activations are F32; the KV cache is F32, F16 or
-// BF16. Kernels are chosen at run time: AVX2+FMA+F16C when the CPU has them, otherwise
-// portable C++. Work is spread over a persistent thread pool owned by the backend.
+// BF16. Kernels are chosen at run time: AVX-512 for the matmuls and AVX2+FMA+F16C for the
+// rest when the CPU has them, otherwise portable C++. Work is spread over a persistent thread pool owned by the backend.
 //
 // Determinism: for a given kernel set, results do not depend on the number of threads
 // (every output element is reduced in a fixed order by exactly one task).
@@ -19,6 +19,7 @@ namespace tokenmill {
 
 enum class CpuIsa {
   kAuto,     // the best kernels this CPU supports
+  kAvx2,     // at most AVX2+FMA+F16C (falls back to generic without them)
   kGeneric,  // portable C++ kernels only (tests, debugging, reference timings)
 };
 
@@ -31,7 +32,7 @@ struct CpuBackendOptions {
 // Never fails; the returned backend has no KV cache until AllocateKvCache().
 std::unique_ptr<Backend> MakeCpuBackend(const CpuBackendOptions& options = {});
 
-// Name of the kernel set `isa` resolves to on this machine: "avx2" or "generic".
+// Name of the kernel set `isa` resolves to on this machine: "avx512", "avx2" or "generic".
 std::string_view CpuKernelSetName(CpuIsa isa = CpuIsa::kAuto);
 
 }  // namespace tokenmill

@@ -93,6 +93,60 @@ struct Weights<DType::kQ8_0> {
   }
 };
 
+inline void Transpose8x8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// Packs weight rows [n0, n0 + cols) x columns [k0, k0 + kc) into packed[kc][kNr] as f32
+// (see KernelTable::pack_panel), converting and transposing 8x8 tiles: each weight
+// element is converted exactly once.
+template <DType D, int kNr>
+void PackTyped(const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64_t kc,
+               float* packed) {
+  const size_t row_bytes = RowBytes(D, k);
+  for (int j0 = 0; j0 < kNr; j0 += 8) {
+    const void* rows[8];
+    for (int r = 0; r < 8; ++r) {
+      rows[r] = j0 + r < cols ? static_cast<const uint8_t*>(w) + (n0 + j0 + r) * row_bytes
+                              : nullptr;
+    }
+    int64_t i = 0;
+    for (; i + 8 <= kc; i += 8) {
+      __m256 v[8];
+      for (int r = 0; r < 8; ++r) {
+        v[r] = rows[r] != nullptr ? Weights<D>::Load(rows[r], k0 + i) : _mm256_setzero_ps();
+      }
+      Transpose8x8(v);
+      for (int r = 0; r < 8; ++r) _mm256_storeu_ps(packed + (i + r) * kNr + j0, v[r]);
+    }
+    for (; i < kc; ++i) {
+      for (int r = 0; r < 8; ++r) {
+        packed[i * kNr + j0 + r] =
+            rows[r] != nullptr ? Weights<D>::Scalar(rows[r], k0 + i) : 0.0f;
+      }
+    }
+  }
+}
+
 // exp(x) with ~2 ulp error (Cephes expf). Inputs are clamped to [-87.3, 88], so the
 // result is always a normal float: exp of anything below -87.3 reads as 1.2e-38.
 inline __m256 Exp(__m256 x) {

@@ -17,9 +17,9 @@
 
 namespace tokenmill::cpu {
 
-// Register tile of the GEMM micro-kernel: kGemmMr rows of x times kGemmNr weight rows.
-inline constexpr int kGemmMr = 6;
-inline constexpr int kGemmNr = 16;
+// Columns of out (weight rows) one GEMM task packs at a time; a multiple of every
+// table's gemm_nr.
+inline constexpr int kGemmPanelCols = 64;
 // Activation rows one GEMV pass serves with each weight load.
 inline constexpr int kGemvMaxRows = 4;
 // Largest head_dim the attention kernels accept.
@@ -39,6 +39,9 @@ struct GemvArgs {
 
 struct KernelTable {
   const char* name;
+  // Register tile of gemm_micro: gemm_mr rows of x times gemm_nr weight rows.
+  int gemm_mr;
+  int gemm_nr;
 
   // out[0, n) = row[k0, k0 + n) converted to f32. `row` is the start of a weight row.
   void (*convert_row)(DType dtype, const void* row, int64_t k0, int64_t n, float* out);
@@ -46,13 +49,13 @@ struct KernelTable {
   // out[r, j] = dot(x[r], w[j]) (+ bias[j]) for r < rows, j in [n_begin, n_end).
   void (*gemv)(const GemvArgs& args, int64_t n_begin, int64_t n_end);
 
-  // Packs weight rows [n0, n0 + cols) (cols <= kGemmNr), columns [k0, k0 + kc), as f32
-  // into packed[kc][kGemmNr], k-major; rows past `cols` are zero.
+  // Packs weight rows [n0, n0 + cols) (cols <= gemm_nr), columns [k0, k0 + kc), as f32
+  // into packed[kc][gemm_nr], k-major; rows past `cols` are zero.
   void (*pack_panel)(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0,
                      int64_t kc, float* packed);
 
-  // c[r, j] (+)= sum_k x[r, k] * packed[k, j] for r < rows (<= kGemmMr), j < cols
-  // (<= kGemmNr). accumulate == false overwrites c. Each c element is reduced in k order.
+  // c[r, j] (+)= sum_k x[r, k] * packed[k, j] for r < rows (<= gemm_mr), j < cols
+  // (<= gemm_nr). accumulate == false overwrites c. Each c element is reduced in k order.
   void (*gemm_micro)(int rows, int cols, int64_t kc, const float* x, int64_t ldx,
                      const float* packed, float* c, int64_t ldc, bool accumulate);
 
@@ -77,5 +80,7 @@ struct KernelTable {
 const KernelTable& GenericKernels();
 // nullptr when this build or this CPU lacks AVX2, FMA and F16C.
 const KernelTable* Avx2Kernels();
+// nullptr when this build or this CPU lacks AVX-512 F/BW/VL/DQ (or AVX2, FMA, F16C).
+const KernelTable* Avx512Kernels();
 
 }  // namespace tokenmill::cpu

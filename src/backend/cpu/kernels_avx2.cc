@@ -23,6 +23,9 @@
 namespace tokenmill::cpu {
 namespace {
 
+constexpr int kMr = 6;
+constexpr int kNr = 16;
+
 template <DType D>
 void ConvertTyped(const void* row, int64_t k0, int64_t n, float* out) {
   int64_t i = 0;
@@ -144,65 +147,13 @@ void Gemv(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
 
 // --- GEMM: panel packing and the 6x16 micro-kernel --------------------------------------
 
-inline void Transpose8x8(__m256* r) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
-// Converts and transposes 8x8 tiles: each weight element is converted exactly once.
-template <DType D>
-void PackTyped(const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64_t kc,
-               float* packed) {
-  const size_t row_bytes = RowBytes(D, k);
-  for (int j0 = 0; j0 < kGemmNr; j0 += 8) {
-    const void* rows[8];
-    for (int r = 0; r < 8; ++r) {
-      rows[r] = j0 + r < cols ? static_cast<const uint8_t*>(w) + (n0 + j0 + r) * row_bytes
-                              : nullptr;
-    }
-    int64_t i = 0;
-    for (; i + 8 <= kc; i += 8) {
-      __m256 v[8];
-      for (int r = 0; r < 8; ++r) {
-        v[r] = rows[r] != nullptr ? Weights<D>::Load(rows[r], k0 + i) : _mm256_setzero_ps();
-      }
-      Transpose8x8(v);
-      for (int r = 0; r < 8; ++r) _mm256_storeu_ps(packed + (i + r) * kGemmNr + j0, v[r]);
-    }
-    for (; i < kc; ++i) {
-      for (int r = 0; r < 8; ++r) {
-        packed[i * kGemmNr + j0 + r] =
-            rows[r] != nullptr ? Weights<D>::Scalar(rows[r], k0 + i) : 0.0f;
-      }
-    }
-  }
-}
-
 void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0,
                int64_t kc, float* packed) {
   switch (dtype) {
-    case DType::kF32: return PackTyped<DType::kF32>(w, k, n0, cols, k0, kc, packed);
-    case DType::kF16: return PackTyped<DType::kF16>(w, k, n0, cols, k0, kc, packed);
-    case DType::kBF16: return PackTyped<DType::kBF16>(w, k, n0, cols, k0, kc, packed);
-    case DType::kQ8_0: return PackTyped<DType::kQ8_0>(w, k, n0, cols, k0, kc, packed);
+    case DType::kF32: return PackTyped<DType::kF32, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kF16: return PackTyped<DType::kF16, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kBF16: return PackTyped<DType::kBF16, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kQ8_0: return PackTyped<DType::kQ8_0, kNr>(w, k, n0, cols, k0, kc, packed);
     default: return;
   }
 }
@@ -211,13 +162,13 @@ template <int R>
 void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
                  float* c, int64_t ldc, bool accumulate) {
   // Edge tiles (cols < 16) go through a full-width buffer so the loop stays unmasked.
-  alignas(32) float edge[R][kGemmNr];
-  const bool full = cols == kGemmNr;
+  alignas(32) float edge[R][kNr];
+  const bool full = cols == kNr;
   float* out = full ? c : &edge[0][0];
-  const int64_t ldo = full ? ldc : kGemmNr;
+  const int64_t ldo = full ? ldc : kNr;
   if (!full && accumulate) {
     for (int r = 0; r < R; ++r)
-      for (int j = 0; j < kGemmNr; ++j) edge[r][j] = j < cols ? c[r * ldc + j] : 0.0f;
+      for (int j = 0; j < kNr; ++j) edge[r][j] = j < cols ? c[r * ldc + j] : 0.0f;
   }
   __m256 acc[R][2];
   for (int r = 0; r < R; ++r) {
@@ -226,8 +177,8 @@ void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float*
   }
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(packed + k * kGemmNr);
-    const __m256 b1 = _mm256_loadu_ps(packed + k * kGemmNr + 8);
+    const __m256 b0 = _mm256_loadu_ps(packed + k * kNr);
+    const __m256 b1 = _mm256_loadu_ps(packed + k * kNr + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const __m256 a = _mm256_broadcast_ss(x + r * ldx + k);
@@ -280,6 +231,8 @@ const KernelTable* Avx2Kernels() {
     }
     static KernelTable t = GenericKernels();
     t.name = "avx2";
+    t.gemm_mr = kMr;
+    t.gemm_nr = kNr;
     t.convert_row = ConvertRow;
     t.gemv = Gemv;
     t.pack_panel = PackPanel;

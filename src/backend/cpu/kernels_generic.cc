@@ -9,6 +9,9 @@
 namespace tokenmill::cpu {
 namespace {
 
+constexpr int kMr = 6;
+constexpr int kNr = 16;
+
 constexpr int kLanes = 8;  // independent partial sums: accuracy and vectorisability
 constexpr int kChunk = 256;
 
@@ -78,28 +81,28 @@ void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int6
                int64_t kc, float* packed) {
   const size_t row_bytes = DTypeBytes(dtype, k);
   float buf[kChunk];
-  for (int j = 0; j < kGemmNr; ++j) {
+  for (int j = 0; j < kNr; ++j) {
     if (j >= cols) {
-      for (int64_t i = 0; i < kc; ++i) packed[i * kGemmNr + j] = 0.0f;
+      for (int64_t i = 0; i < kc; ++i) packed[i * kNr + j] = 0.0f;
       continue;
     }
     const void* row = static_cast<const uint8_t*>(w) + (n0 + j) * row_bytes;
     for (int64_t c = 0; c < kc; c += kChunk) {
       const int64_t n = std::min<int64_t>(kChunk, kc - c);
       ConvertRow(dtype, row, k0 + c, n, buf);
-      for (int64_t i = 0; i < n; ++i) packed[(c + i) * kGemmNr + j] = buf[i];
+      for (int64_t i = 0; i < n; ++i) packed[(c + i) * kNr + j] = buf[i];
     }
   }
 }
 
 void GemmMicro(int rows, int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
                float* c, int64_t ldc, bool accumulate) {
-  float acc[kGemmMr][kGemmNr] = {};
+  float acc[kMr][kNr] = {};
   for (int64_t k = 0; k < kc; ++k) {
-    const float* b = packed + k * kGemmNr;
+    const float* b = packed + k * kNr;
     for (int r = 0; r < rows; ++r) {
       const float xr = x[r * ldx + k];
-      for (int j = 0; j < kGemmNr; ++j) acc[r][j] += xr * b[j];
+      for (int j = 0; j < kNr; ++j) acc[r][j] += xr * b[j];
     }
   }
   for (int r = 0; r < rows; ++r) {
@@ -161,7 +164,7 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 
 const KernelTable& GenericKernels() {
   static const KernelTable table = {
-      "generic", ConvertRow, Gemv,       PackPanel,  GemmMicro,
+      "generic", kMr, kNr, ConvertRow, Gemv, PackPanel, GemmMicro,
       AttnScores, AttnValues, ExpShifted, SiluMul,
   };
   return table;

@@ -16,8 +16,8 @@ constexpr int64_t kMaxGemvBatch = 8;
 // Weight rows handled together so rows 4..7 of an 8-row batch find them still in cache.
 constexpr int64_t kGemvRowBlock = 16;
 constexpr int64_t kKc = 256;  // multiple of the Q8_0 block
-constexpr int64_t kNb = 64;   // multiple of kGemmNr
-constexpr int64_t kMbMax = 144;  // multiple of kGemmMr
+constexpr int64_t kNb = kGemmPanelCols;
+constexpr int64_t kMbMax = 144;  // rounded down to the table's gemm_mr
 // Below this many weight elements a single thread is faster than waking the pool.
 constexpr int64_t kMinParallelElements = 1 << 15;
 
@@ -62,20 +62,20 @@ void Gemv(CpuContext& ctx, const MatMulArgs& a) {
 // One (m0, n0) tile: rows [m0, m0 + mb) of x against weight rows [n0, n0 + nb).
 void GemmTile(const KernelTable& kt, const MatMulArgs& a, int64_t m0, int64_t mb, int64_t n0,
               int64_t nb, float* packed) {
-  const int64_t num_strips = CeilDiv(nb, kGemmNr);
+  const int64_t nr = kt.gemm_nr, mr = kt.gemm_mr;
+  const int64_t num_strips = CeilDiv(nb, nr);
   for (int64_t k0 = 0; k0 < a.k; k0 += kKc) {
     const int64_t kc = std::min(kKc, a.k - k0);
     for (int64_t s = 0; s < num_strips; ++s) {
-      const int cols = static_cast<int>(std::min<int64_t>(kGemmNr, nb - s * kGemmNr));
-      kt.pack_panel(a.w_dtype, a.w, a.k, n0 + s * kGemmNr, cols, k0, kc,
-                    packed + s * kKc * kGemmNr);
+      const int cols = static_cast<int>(std::min(nr, nb - s * nr));
+      kt.pack_panel(a.w_dtype, a.w, a.k, n0 + s * nr, cols, k0, kc, packed + s * kKc * nr);
     }
-    for (int64_t m = m0; m < m0 + mb; m += kGemmMr) {
-      const int rows = static_cast<int>(std::min<int64_t>(kGemmMr, m0 + mb - m));
+    for (int64_t m = m0; m < m0 + mb; m += mr) {
+      const int rows = static_cast<int>(std::min(mr, m0 + mb - m));
       for (int64_t s = 0; s < num_strips; ++s) {
-        const int cols = static_cast<int>(std::min<int64_t>(kGemmNr, nb - s * kGemmNr));
-        kt.gemm_micro(rows, cols, kc, a.x + m * a.k + k0, a.k, packed + s * kKc * kGemmNr,
-                      a.out + m * a.n + n0 + s * kGemmNr, a.n, k0 > 0);
+        const int cols = static_cast<int>(std::min(nr, nb - s * nr));
+        kt.gemm_micro(rows, cols, kc, a.x + m * a.k + k0, a.k, packed + s * kKc * nr,
+                      a.out + m * a.n + n0 + s * nr, a.n, k0 > 0);
       }
     }
   }
@@ -91,7 +91,7 @@ void Gemm(CpuContext& ctx, const MatMulArgs& a) {
   const KernelTable& kt = *ctx.kernels;
   // Split rows into near-equal blocks of at most kMbMax (rounded to the micro-kernel).
   const int64_t num_m_blocks = CeilDiv(a.num_rows, kMbMax);
-  const int64_t mb = CeilDiv(CeilDiv(a.num_rows, num_m_blocks), kGemmMr) * kGemmMr;
+  const int64_t mb = CeilDiv(CeilDiv(a.num_rows, num_m_blocks), kt.gemm_mr) * kt.gemm_mr;
   const int64_t num_n_blocks = CeilDiv(a.n, kNb);
   const int64_t num_tasks = CeilDiv(a.num_rows, mb) * num_n_blocks;
   ctx.pool->Run(num_tasks, [&](int64_t task, int thread) {

@@ -1,0 +1,284 @@
+// AVX-512 (F/BW/VL/DQ) kernels for weights: GEMV and an 8x32 GEMM micro-kernel, twice the
+// width of the AVX2 ones, so the FMA peak doubles on cores with 512-bit datapaths and
+// the int8/half conversions of a GEMV cost half the instructions. Attention and
+// activations stay on the AVX2 kernels. Same rules as kernels_avx2.cc: everything inside
+// the target region has internal linkage; Avx512Kernels() checks the CPU first.
+
+// GCC 12's AVX-512 headers build their "undefined" operands by self-initialisation, which
+// -W(maybe-)uninitialized flags once the intrinsics are inlined (GCC PR 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+#include "backend/cpu/kernels.h"
+
+#ifdef TM_CPU_AVX2_KERNELS
+#if defined(__clang__)
+#pragma clang attribute push(                                                                \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), \
+    apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#endif
+
+#include "backend/cpu/avx2_util.h"
+
+namespace tokenmill::cpu {
+namespace {
+
+constexpr int kMr = 8;
+constexpr int kNr = 32;
+
+inline __mmask16 TailMask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
+
+inline float Hsum16(__m512 v) {
+  const __m256 hi = _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(3, 2, 3, 2)));
+  return Hsum(_mm256_add_ps(_mm512_castps512_ps256(v), hi));
+}
+
+// 16 consecutive weights of a row from element k as f32; Tail loads n < 16 (zero-filled).
+template <DType D>
+struct Weights16;
+
+template <>
+struct Weights16<DType::kF32> {
+  static __m512 Load(const void* row, int64_t k) {
+    return _mm512_loadu_ps(static_cast<const float*>(row) + k);
+  }
+  static __m512 Tail(const void* row, int64_t k, int64_t n) {
+    return _mm512_maskz_loadu_ps(TailMask(n), static_cast<const float*>(row) + k);
+  }
+};
+
+template <>
+struct Weights16<DType::kF16> {
+  static __m512 Load(const void* row, int64_t k) {
+    return _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
+  }
+  static __m512 Tail(const void* row, int64_t k, int64_t n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(TailMask(n), static_cast<const uint16_t*>(row) + k));
+  }
+};
+
+template <>
+struct Weights16<DType::kBF16> {
+  static __m512 Widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static __m512 Load(const void* row, int64_t k) {
+    return Widen(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
+  }
+  static __m512 Tail(const void* row, int64_t k, int64_t n) {
+    return Widen(_mm256_maskz_loadu_epi16(TailMask(n), static_cast<const uint16_t*>(row) + k));
+  }
+};
+
+inline __m512 LoadQ8x16(const uint8_t* qs) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs))));
+}
+
+// --- GEMV -----------------------------------------------------------------------------
+
+template <DType D, int R, int U>
+void DotRow(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
+  __m512 acc[R][U];
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 * U <= k; i += 16 * U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) {
+      const __m512 w = Weights16<D>::Load(row, i + 16 * u);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        acc[r][u] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + r * ldx + i + 16 * u), acc[r][u]);
+      }
+    }
+  }
+  for (; i < k; i += 16) {
+    const int64_t n = k - i < 16 ? k - i : 16;
+    const __m512 w = Weights16<D>::Tail(row, i, n);
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] =
+          _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(TailMask(n), x + r * ldx + i), acc[r][0]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    __m512 s = acc[r][0];
+    for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[r][u]);
+    sums[r] = Hsum16(s);
+  }
+}
+
+template <int R>
+inline void DotQ8Block(const uint8_t* block, const float* x, int64_t ldx, __m512* acc) {
+  const __m512 d = _mm512_set1_ps(Q8Scale(block));
+  const __m512 w0 = LoadQ8x16(block + 2), w1 = LoadQ8x16(block + 18);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const float* xr = x + r * ldx;
+    const __m512 p = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xr + 16),
+                                     _mm512_mul_ps(w0, _mm512_loadu_ps(xr)));
+    acc[r] = _mm512_fmadd_ps(p, d, acc[r]);
+  }
+}
+
+template <int R>
+void DotRowQ8(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
+  const uint8_t* blocks = static_cast<const uint8_t*>(row);
+  const int64_t nb = k / kQ8_0BlockElems;
+  __m512 even[R], odd[R];
+  for (int r = 0; r < R; ++r) even[r] = odd[r] = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    DotQ8Block<R>(blocks + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
+    DotQ8Block<R>(blocks + (b + 1) * kQ8_0BlockBytes, x + (b + 1) * kQ8_0BlockElems, ldx, odd);
+  }
+  if (b < nb) DotQ8Block<R>(blocks + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
+  for (int r = 0; r < R; ++r) sums[r] = Hsum16(_mm512_add_ps(even[r], odd[r]));
+}
+
+template <DType D, int R>
+void DotRowAny(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
+  if constexpr (D == DType::kQ8_0) {
+    DotRowQ8<R>(row, x, ldx, k, sums);
+  } else {
+    DotRow<D, R, (R <= 2 ? 4 : 2)>(row, x, ldx, k, sums);
+  }
+}
+
+template <DType D>
+void GemvTyped(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
+  const size_t row_bytes = RowBytes(D, a.k);
+  for (int64_t j = n_begin; j < n_end; ++j) {
+    const void* row = static_cast<const uint8_t*>(a.w) + j * row_bytes;
+    float sums[kGemvMaxRows];
+    switch (a.rows) {
+      case 1: DotRowAny<D, 1>(row, a.x, a.ldx, a.k, sums); break;
+      case 2: DotRowAny<D, 2>(row, a.x, a.ldx, a.k, sums); break;
+      case 3: DotRowAny<D, 3>(row, a.x, a.ldx, a.k, sums); break;
+      default: DotRowAny<D, 4>(row, a.x, a.ldx, a.k, sums); break;
+    }
+    const float bias = a.bias != nullptr ? a.bias[j] : 0.0f;
+    for (int r = 0; r < a.rows; ++r) a.out[r * a.ldo + j] = sums[r] + bias;
+  }
+}
+
+void Gemv(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
+  switch (a.dtype) {
+    case DType::kF32: return GemvTyped<DType::kF32>(a, n_begin, n_end);
+    case DType::kF16: return GemvTyped<DType::kF16>(a, n_begin, n_end);
+    case DType::kBF16: return GemvTyped<DType::kBF16>(a, n_begin, n_end);
+    case DType::kQ8_0: return GemvTyped<DType::kQ8_0>(a, n_begin, n_end);
+    default: return;
+  }
+}
+
+// --- GEMM -----------------------------------------------------------------------------
+
+void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0,
+               int64_t kc, float* packed) {
+  switch (dtype) {
+    case DType::kF32: return PackTyped<DType::kF32, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kF16: return PackTyped<DType::kF16, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kBF16: return PackTyped<DType::kBF16, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kQ8_0: return PackTyped<DType::kQ8_0, kNr>(w, k, n0, cols, k0, kc, packed);
+    default: return;
+  }
+}
+
+// Edge tiles (cols < 32) use masked loads and stores of c; the k loop is the same.
+template <int R>
+void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
+                 float* c, int64_t ldc, bool accumulate) {
+  const __mmask16 m0 = cols >= 16 ? 0xffff : TailMask(cols);
+  const __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? TailMask(cols - 16) : 0;
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = accumulate ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
+    acc[r][1] = accumulate ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
+  }
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(packed + k * kNr);
+    const __m512 b1 = _mm512_loadu_ps(packed + k * kNr + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(x[r * ldx + k]);
+      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc[r][1]);
+  }
+}
+
+void GemmMicro(int rows, int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
+               float* c, int64_t ldc, bool accumulate) {
+  switch (rows) {
+    case 1: return MicroKernel<1>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 2: return MicroKernel<2>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 3: return MicroKernel<3>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 4: return MicroKernel<4>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 5: return MicroKernel<5>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 6: return MicroKernel<6>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 7: return MicroKernel<7>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    default: return MicroKernel<8>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+  }
+}
+
+}  // namespace
+}  // namespace tokenmill::cpu
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+namespace tokenmill::cpu {
+
+const KernelTable* Avx512Kernels() {
+  static const KernelTable* const table = []() -> const KernelTable* {
+    const KernelTable* avx2 = Avx2Kernels();
+    __builtin_cpu_init();
+    if (avx2 == nullptr || !__builtin_cpu_supports("avx512f") ||
+        !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") ||
+        !__builtin_cpu_supports("avx512dq")) {
+      return nullptr;
+    }
+    static KernelTable t = *avx2;
+    t.name = "avx512";
+    t.gemm_mr = kMr;
+    t.gemm_nr = kNr;
+    t.gemv = Gemv;
+    t.pack_panel = PackPanel;
+    t.gemm_micro = GemmMicro;
+    return &t;
+  }();
+  return table;
+}
+
+}  // namespace tokenmill::cpu
+
+#else  // !TM_CPU_AVX2_KERNELS
+
+namespace tokenmill::cpu {
+const KernelTable* Avx512Kernels() { return nullptr; }
+}  // namespace tokenmill::cpu
+
+#endif
