@@ -252,8 +252,9 @@ class Lexer {
                                        "*",  "%",  "~",  "[",  "]",  "(",  ")", "{", "}",
                                        ">",  "<",  "=",  ".",  ":",  "|",  ",", ";"};
     for (const char* op : kOperators) {
-      const std::string text(op);
-      if (src_.compare(pos_, text.size(), text) != 0) continue;
+      const size_t len = std::char_traits<char>::length(op);
+      if (src_.compare(pos_, len, op, len) != 0) continue;
+      const std::string text(op, len);
       TM_RETURN_IF_ERROR(Balance(text, balancing));
       Emit(TokenType::kOperator, text, pos_);
       pos_ += text.size();
