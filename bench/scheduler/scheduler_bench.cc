@@ -90,8 +90,7 @@ void BuildBatchPlan(const StepPlan& plan, BatchPlan* batch) {
     b.num_query_tokens = s.num_new_tokens;
     b.context_len = s.context_len();
     b.block_table.assign(s.block_table.begin(), s.block_table.end());
-    batch->token_ids.insert(batch->token_ids.end(), s.new_token_ids.begin(),
-                            s.new_token_ids.end());
+    batch->token_ids.insert(batch->token_ids.end(), s.new_token_ids.begin(), s.new_token_ids.end());
     for (int32_t p = s.start_position; p < s.context_len(); ++p) batch->positions.push_back(p);
     if (s.needs_logits()) batch->logits_rows.push_back(b.query_start + s.num_new_tokens - 1);
   }

@@ -11,8 +11,7 @@ BlockPool::BlockPool(int num_blocks, int block_size)
     : block_size_(block_size),
       blocks_(num_blocks),
       tokens_(static_cast<size_t>(num_blocks) * block_size) {
-  TM_CHECK(num_blocks > 0 && block_size > 0, "num_blocks ", num_blocks, " block_size ",
-           block_size);
+  TM_CHECK(num_blocks > 0 && block_size > 0, "num_blocks ", num_blocks, " block_size ", block_size);
   // Descending, so block 0 is handed out first: plans and tests read naturally.
   free_list_.reserve(num_blocks);
   for (BlockId b = num_blocks - 1; b >= 0; --b) free_list_.push_back(b);
@@ -72,14 +71,15 @@ std::optional<BlockId> BlockPool::Lookup(BlockHash hash, BlockHash parent,
 bool BlockPool::Register(BlockId block, BlockHash hash, BlockHash parent,
                          std::span<const int32_t> tokens) {
   Block& b = blocks_[block];
-  TM_CHECK(b.ref_count > 0 && !b.is_cached, "Register of block ", block, " ref_count ",
-           b.ref_count, " is_cached ", b.is_cached);
+  TM_CHECK(b.ref_count > 0 && !b.is_cached, "Register of block ", block, " ref_count ", b.ref_count,
+           " is_cached ", b.is_cached);
   TM_CHECK(static_cast<int>(tokens.size()) == block_size_, "Register of a partial block");
   if (!cached_.try_emplace(hash, block).second) return false;
   b.is_cached = true;
   b.hash = hash;
   b.parent_hash = parent;
-  std::copy(tokens.begin(), tokens.end(), tokens_.begin() + static_cast<size_t>(block) * block_size_);
+  std::copy(tokens.begin(), tokens.end(),
+            tokens_.begin() + static_cast<size_t>(block) * block_size_);
   return true;
 }
 
@@ -141,13 +141,15 @@ absl::Status BlockPool::CheckConsistency() const {
   // 0: not seen, 1: on the free list, 2: on the LRU list.
   std::vector<uint8_t> seen(n, 0);
   for (const BlockId block : free_list_) {
-    if (block < 0 || block >= n) return absl::InternalError(absl::StrCat("free list holds bad id ", block));
-    if (seen[block]) return absl::InternalError(absl::StrCat("block ", block, " twice on the free list"));
+    if (block < 0 || block >= n)
+      return absl::InternalError(absl::StrCat("free list holds bad id ", block));
+    if (seen[block])
+      return absl::InternalError(absl::StrCat("block ", block, " twice on the free list"));
     seen[block] = 1;
     const Block& b = blocks_[block];
     if (b.ref_count != 0 || b.is_cached) {
-      return absl::InternalError(absl::StrCat("free block ", block, " has ref_count ",
-                                              b.ref_count, " is_cached ", b.is_cached));
+      return absl::InternalError(absl::StrCat("free block ", block, " has ref_count ", b.ref_count,
+                                              " is_cached ", b.is_cached));
     }
   }
   int lru_count = 0;
@@ -165,15 +167,15 @@ absl::Status BlockPool::CheckConsistency() const {
     if (++lru_count > n) return absl::InternalError("LRU list has a cycle");
   }
   if (prev != lru_tail_ || lru_count != num_lru_) {
-    return absl::InternalError(absl::StrCat("LRU tail/size mismatch: counted ", lru_count,
-                                            " recorded ", num_lru_));
+    return absl::InternalError(
+        absl::StrCat("LRU tail/size mismatch: counted ", lru_count, " recorded ", num_lru_));
   }
   int num_registered = 0;
   for (BlockId block = 0; block < n; ++block) {
     const Block& b = blocks_[block];
     if (!seen[block] && b.ref_count <= 0) {
-      return absl::InternalError(absl::StrCat("block ", block, " is lost: ref_count ",
-                                              b.ref_count, " and on no list"));
+      return absl::InternalError(
+          absl::StrCat("block ", block, " is lost: ref_count ", b.ref_count, " and on no list"));
     }
     if (!b.is_cached) continue;
     ++num_registered;

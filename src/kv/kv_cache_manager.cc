@@ -37,16 +37,11 @@ const KvCacheManager::SeqBlocks& KvCacheManager::Get(SeqId seq) const {
   return it->second;
 }
 
-std::span<const BlockId> KvCacheManager::block_table(SeqId seq) const {
-  return Get(seq).blocks;
-}
+std::span<const BlockId> KvCacheManager::block_table(SeqId seq) const { return Get(seq).blocks; }
 
-int KvCacheManager::num_computed_tokens(SeqId seq) const {
-  return Get(seq).num_computed_tokens;
-}
+int KvCacheManager::num_computed_tokens(SeqId seq) const { return Get(seq).num_computed_tokens; }
 
-PrefixMatch KvCacheManager::MatchPrefix(std::span<const int32_t> tokens,
-                                        uint64_t extra_key) const {
+PrefixMatch KvCacheManager::MatchPrefix(std::span<const int32_t> tokens, uint64_t extra_key) const {
   PrefixMatch match;
   match.num_query_tokens = static_cast<int>(tokens.size());
   BlockHash hash = RootBlockHash(extra_key);
@@ -115,8 +110,8 @@ int KvCacheManager::CowIndex(const SeqBlocks& s, int num_new_tokens) const {
 
 int KvCacheManager::NumBlocksToAllocate(SeqId seq, int num_new_tokens) const {
   const SeqBlocks& s = Get(seq);
-  const int grow = NumBlocksFor(s.num_computed_tokens + num_new_tokens) -
-                   static_cast<int>(s.blocks.size());
+  const int grow =
+      NumBlocksFor(s.num_computed_tokens + num_new_tokens) - static_cast<int>(s.blocks.size());
   return std::max(grow, 0) + (CowIndex(s, num_new_tokens) >= 0 ? 1 : 0);
 }
 
@@ -133,8 +128,7 @@ bool KvCacheManager::Allocate(SeqId seq, int num_new_tokens, std::vector<BlockCo
   SeqBlocks& s = Get(seq);
   const int target = NumBlocksFor(s.num_computed_tokens + num_new_tokens);
   const int cow = CowIndex(s, num_new_tokens);
-  const int needed =
-      std::max(target - static_cast<int>(s.blocks.size()), 0) + (cow >= 0 ? 1 : 0);
+  const int needed = std::max(target - static_cast<int>(s.blocks.size()), 0) + (cow >= 0 ? 1 : 0);
   if (needed > pool_.num_available_blocks()) return false;
   // From here the block being written is private until the next Fork.
   if (num_new_tokens > 0) s.may_share_partial = false;

@@ -40,9 +40,10 @@ absl::Status Scheduler::AddRequest(RequestSpec spec) {
   const int prompt_len = static_cast<int>(spec.prompt_token_ids.size());
   if (prompt_len == 0) return bad("prompt_token_ids", "is empty");
   if (prompt_len >= max_seq_len_) {
-    return bad("prompt_token_ids", "has ", prompt_len, " tokens, leaving no room to generate: ",
-               "the longest sequence is ", max_seq_len_, " tokens (max_model_len ",
-               config_.max_model_len, ", KV pool ", kv_->num_blocks() * kv_->block_size(), ")");
+    return bad("prompt_token_ids", "has ", prompt_len,
+               " tokens, leaving no room to generate: ", "the longest sequence is ", max_seq_len_,
+               " tokens (max_model_len ", config_.max_model_len, ", KV pool ",
+               kv_->num_blocks() * kv_->block_size(), ")");
   }
   if (spec.n < 1 || spec.n > config_.max_num_seqs) {
     return bad("n", "must be in [1, ", config_.max_num_seqs, "], got ", spec.n);

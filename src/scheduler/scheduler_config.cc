@@ -12,11 +12,12 @@ absl::Status Bad(const char* field, const std::string& why) {
 }  // namespace
 
 absl::Status SchedulerConfig::Validate() const {
-  if (max_num_seqs <= 0) return Bad("max_num_seqs", absl::StrCat("must be > 0, got ", max_num_seqs));
+  if (max_num_seqs <= 0)
+    return Bad("max_num_seqs", absl::StrCat("must be > 0, got ", max_num_seqs));
   if (max_num_batched_tokens < max_num_seqs) {
-    return Bad("max_num_batched_tokens", absl::StrCat("(", max_num_batched_tokens,
-                                                      ") must be >= max_num_seqs (",
-                                                      max_num_seqs, ")"));
+    return Bad("max_num_batched_tokens",
+               absl::StrCat("(", max_num_batched_tokens, ") must be >= max_num_seqs (",
+                            max_num_seqs, ")"));
   }
   if (max_model_len < 2) {
     return Bad("max_model_len", absl::StrCat("must be >= 2, got ", max_model_len));
@@ -27,8 +28,8 @@ absl::Status SchedulerConfig::Validate() const {
                             max_model_len, ") when chunked prefill is off"));
   }
   if (max_prefill_chunk_tokens < 0) {
-    return Bad("max_prefill_chunk_tokens", absl::StrCat("must be >= 0, got ",
-                                                        max_prefill_chunk_tokens));
+    return Bad("max_prefill_chunk_tokens",
+               absl::StrCat("must be >= 0, got ", max_prefill_chunk_tokens));
   }
   if (!(kv_watermark >= 0.0 && kv_watermark < 1.0)) {
     return Bad("kv_watermark", absl::StrCat("must be in [0, 1), got ", kv_watermark));

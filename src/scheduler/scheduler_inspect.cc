@@ -74,9 +74,9 @@ absl::Status Scheduler::CheckInvariants() const {
   }
   if (num_running != num_running_ || num_slots != num_running_slots_ ||
       num_queued != waiting_.size() || kv_->num_sequences() != num_running) {
-    return fail("counts disagree: running ", num_running, "/", num_running_, ", slots ",
-                num_slots, "/", num_running_slots_, ", queued ", num_queued, "/",
-                waiting_.size(), ", KV tables ", kv_->num_sequences());
+    return fail("counts disagree: running ", num_running, "/", num_running_, ", slots ", num_slots,
+                "/", num_running_slots_, ", queued ", num_queued, "/", waiting_.size(),
+                ", KV tables ", kv_->num_sequences());
   }
   if (num_slots > config_.max_num_seqs) {
     return fail(num_slots, " running slots exceed max_num_seqs ", config_.max_num_seqs);

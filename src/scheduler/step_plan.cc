@@ -47,8 +47,7 @@ std::string StepPlan::ToString() const {
   if (!aborted.empty()) {
     sections.push_back(absl::StrCat(
         "abort ", absl::StrJoin(aborted, " ", [](std::string* out, const SequenceRef& r) {
-          absl::StrAppend(out, Name(r.request_id, r.sample_index), ":",
-                          FinishReasonName(r.reason));
+          absl::StrAppend(out, Name(r.request_id, r.sample_index), ":", FinishReasonName(r.reason));
         })));
   }
   if (!block_copies.empty()) {

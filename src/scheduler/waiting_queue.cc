@@ -88,8 +88,8 @@ Sequence* WaitingQueue::PeekFairShare(Class& c) {
     // the rounds in which still nobody could admit. Same winner as going round by round.
     double rounds = std::numeric_limits<double>::infinity();
     for (const Tenant* u : c.ring) {
-      rounds = std::min(rounds, std::ceil((Cost(u->fifo.front()) - u->deficit) /
-                                          (quantum * u->weight)));
+      rounds =
+          std::min(rounds, std::ceil((Cost(u->fifo.front()) - u->deficit) / (quantum * u->weight)));
     }
     if (rounds > 1) {
       for (Tenant* u : c.ring) u->deficit += (rounds - 1) * quantum * u->weight;

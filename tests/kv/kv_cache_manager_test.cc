@@ -18,16 +18,15 @@ std::vector<int32_t> Tokens(int n, int32_t first = 1000) {
   return t;
 }
 
-#define EXPECT_INVARIANTS(kv)                   \
-  do {                                          \
+#define EXPECT_INVARIANTS(kv)                      \
+  do {                                             \
     const absl::Status s = (kv).CheckInvariants(); \
-    EXPECT_TRUE(s.ok()) << s;                   \
+    EXPECT_TRUE(s.ok()) << s;                      \
   } while (0)
 
 KvCacheManager Make(int num_blocks, int block_size = 4, bool prefix_caching = true) {
-  return KvCacheManager(KvCacheConfig{.num_blocks = num_blocks,
-                                      .block_size = block_size,
-                                      .enable_prefix_caching = prefix_caching});
+  return KvCacheManager(KvCacheConfig{
+      .num_blocks = num_blocks, .block_size = block_size, .enable_prefix_caching = prefix_caching});
 }
 
 // Admits `seq` with its whole token list computed in one step.
@@ -41,7 +40,7 @@ void AddComputed(KvCacheManager& kv, SeqId seq, const std::vector<int32_t>& toke
 TEST(NumBlocksForBudgetTest, DividesTheBudgetByBlockBytes) {
   EXPECT_EQ(*NumBlocksForBudget(1 << 20, 1024, 16), 64);
   EXPECT_EQ(*NumBlocksForBudget((1 << 20) + 1000, 1024, 16), 64);  // rounds down
-  EXPECT_FALSE(NumBlocksForBudget(1000, 1024, 16).ok());            // not one block
+  EXPECT_FALSE(NumBlocksForBudget(1000, 1024, 16).ok());           // not one block
   EXPECT_FALSE(NumBlocksForBudget(1 << 20, 0, 16).ok());
   EXPECT_FALSE(NumBlocksForBudget(1 << 20, 1024, 0).ok());
 }
@@ -225,7 +224,7 @@ TEST(KvCacheManagerTest, PendingCopySourceIsNotReusedBeforeTheStepIsPlanned) {
   kv.Fork(1, 2);
   std::vector<BlockCopy> copies;
   ASSERT_TRUE(kv.Allocate(2, 1, &copies));  // copy 1 -> 2
-  kv.Free(1);                                // the source's last table lets go
+  kv.Free(1);                               // the source's last table lets go
   EXPECT_INVARIANTS(kv);
   EXPECT_EQ(kv.stats().num_used_blocks, 3);  // block 1 is held for the pending copy
   ASSERT_TRUE(kv.AddSequence(3, kv.MatchPrefix(Tokens(4, 50), 0), 4));
@@ -267,10 +266,10 @@ TEST(KvCacheManagerTest, ForkedSequencesHashTheirOwnContinuations) {
   EXPECT_EQ(kv.stats().num_cached_blocks, 3);  // shared head + one tail each
   parent.push_back(0);
   child.push_back(0);
-  EXPECT_EQ(kv.MatchPrefix(parent, 0).blocks, std::vector<BlockId>(kv.block_table(1).begin(),
-                                                                      kv.block_table(1).end()));
-  EXPECT_EQ(kv.MatchPrefix(child, 0).blocks, std::vector<BlockId>(kv.block_table(2).begin(),
-                                                                     kv.block_table(2).end()));
+  EXPECT_EQ(kv.MatchPrefix(parent, 0).blocks,
+            std::vector<BlockId>(kv.block_table(1).begin(), kv.block_table(1).end()));
+  EXPECT_EQ(kv.MatchPrefix(child, 0).blocks,
+            std::vector<BlockId>(kv.block_table(2).begin(), kv.block_table(2).end()));
   EXPECT_INVARIANTS(kv);
 }
 

@@ -5,8 +5,8 @@
 // copy-on-write copies, and tables that do not cover the context.
 #pragma once
 
-#include <functional>
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>

@@ -12,9 +12,9 @@
 namespace tokenmill {
 namespace {
 
+using scheduler_testing::FakeEngine;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using scheduler_testing::FakeEngine;
 
 constexpr int32_t kEos = 2;
 
@@ -144,8 +144,7 @@ TEST(SchedulerTest, FairShareChargesPromptTokens) {
     ASSERT_TRUE(e.scheduler().AddRequest(spec).ok());
   }
   e.RunToCompletion();
-  EXPECT_THAT(e.finished_order(),
-              ElementsAre(11, 12, 1, 13, 14, 15, 16, 2, 17, 18, 3));
+  EXPECT_THAT(e.finished_order(), ElementsAre(11, 12, 1, 13, 14, 15, 16, 2, 17, 18, 3));
 }
 
 TEST(SchedulerTest, PriorityAgingPreventsStarvation) {
@@ -190,12 +189,12 @@ TEST(SchedulerTest, PreemptsTheLatestArrivalByRecomputeAndResumesIt) {
   ASSERT_TRUE(e.scheduler().AddRequest(Request(2, 6, 5, 200)).ok());
   EXPECT_THAT(e.RunToCompletion(),
               ElementsAre("P r1[0,6) r2[0,6)",  // 2 blocks each: the pool is full
-                          "D r1 r2",             // positions 6: room in block 2 of 2
-                          "D r1 r2",             // positions 7
-                          "D r1 | preempt r2",   // r1 needs a third block: r2 gives way
-                          "D r1",                // r1 finishes (5 tokens)
-                          "P r2[4,9)",           // r2 recomputes prompt + its 3 tokens,
-                          "D r2"));              // its first block still cached
+                          "D r1 r2",            // positions 6: room in block 2 of 2
+                          "D r1 r2",            // positions 7
+                          "D r1 | preempt r2",  // r1 needs a third block: r2 gives way
+                          "D r1",               // r1 finishes (5 tokens)
+                          "P r2[4,9)",          // r2 recomputes prompt + its 3 tokens,
+                          "D r2"));             // its first block still cached
   EXPECT_EQ(e.scheduler().stats().num_preemptions, 1);
   EXPECT_THAT(e.outputs().at(2).at(0), ElementsAre(7, 7, 7, 7, 7));
 }
@@ -272,9 +271,8 @@ TEST(SchedulerTest, AbortTakesEffectAtTheNextStepAndFreesEveryBlock) {
   ASSERT_TRUE(e.scheduler().AddRequest(Request(2, 9, 100, 300)).ok());
   EXPECT_EQ(e.Step(), "P r1[0,9) r2[0,9)");
   // A cancellation that arrives while a step is in flight lets that step complete.
-  EXPECT_EQ(e.Step([&] {
-    EXPECT_TRUE(e.scheduler().AbortRequest(1, FinishReason::kCancelled));
-  }), "D r1 r2");
+  EXPECT_EQ(e.Step([&] { EXPECT_TRUE(e.scheduler().AbortRequest(1, FinishReason::kCancelled)); }),
+            "D r1 r2");
   EXPECT_THAT(e.outputs().at(1).at(0), ElementsAre(7, 7));
   EXPECT_EQ(e.kv().stats().num_used_blocks, 6);
   EXPECT_EQ(e.Step(), "D r2 | abort r1:cancelled");
@@ -324,8 +322,7 @@ TEST(SchedulerTest, ParallelSamplesForkAfterThePromptAndCopyTheSharedBlock) {
   spec.n = 3;
   ASSERT_TRUE(e.scheduler().AddRequest(spec).ok());
   // Blocks 0 (full) and 1 (2 tokens) are shared; the first two writers copy block 1.
-  EXPECT_THAT(e.RunToCompletion(),
-              ElementsAre("P r1[0,6)x3", "D r1 r1.1 r1.2 | copy 1>2 1>3"));
+  EXPECT_THAT(e.RunToCompletion(), ElementsAre("P r1[0,6)x3", "D r1 r1.1 r1.2 | copy 1>2 1>3"));
   EXPECT_THAT(e.outputs().at(1).at(0), ElementsAre(10, 10));
   EXPECT_THAT(e.outputs().at(1).at(1), ElementsAre(11, 10));
   EXPECT_THAT(e.outputs().at(1).at(2), ElementsAre(12, 10));
@@ -339,8 +336,8 @@ TEST(SchedulerTest, ParallelSamplesReserveTheirSlotsAtAdmission) {
   ASSERT_TRUE(e.scheduler().AddRequest(spec).ok());
   ASSERT_TRUE(e.scheduler().AddRequest(Request(2, 4, 2, 300)).ok());
   ASSERT_TRUE(e.scheduler().AddRequest(Request(3, 4, 2, 400)).ok());
-  EXPECT_THAT(e.RunToCompletion(), ElementsAre("P r1[0,4)x2 r2[0,4)", "D r1 r2 r1.1",
-                                               "P r3[0,4)", "D r3"));
+  EXPECT_THAT(e.RunToCompletion(),
+              ElementsAre("P r1[0,4)x2 r2[0,4)", "D r1 r2 r1.1", "P r3[0,4)", "D r3"));
 }
 
 TEST(SchedulerTest, CancellingBeforeTheForkEndsEverySample) {

@@ -61,8 +61,7 @@ class BlockPool {
   // the block unregistered) when another block already holds that hash: both hold the
   // same KV, and the first one stays the shared copy.
   // Requires: ref_count(block) > 0, !is_cached(block), tokens.size() == block_size.
-  bool Register(BlockId block, BlockHash hash, BlockHash parent,
-                std::span<const int32_t> tokens);
+  bool Register(BlockId block, BlockHash hash, BlockHash parent, std::span<const int32_t> tokens);
 
   // Drops every cached-free block's hash (they become free); referenced blocks keep theirs.
   // Returns the number of blocks dropped.

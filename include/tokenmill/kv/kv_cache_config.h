@@ -10,8 +10,8 @@
 namespace tokenmill {
 
 struct KvCacheConfig {
-  int num_blocks = 0;    // physical blocks in the pool; > 0
-  int block_size = 16;   // tokens per block; > 0
+  int num_blocks = 0;   // physical blocks in the pool; > 0
+  int block_size = 16;  // tokens per block; > 0
   // Automatic prefix caching: full blocks are registered under a chained content hash and
   // reused by later sequences with the same leading tokens.
   bool enable_prefix_caching = true;

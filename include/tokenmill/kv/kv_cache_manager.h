@@ -43,23 +43,23 @@ struct BlockCopy {
 
 // Result of a prefix-cache lookup. Valid until the next non-const call on the manager.
 struct PrefixMatch {
-  std::vector<BlockId> blocks;   // cached leading full blocks, in sequence order
-  BlockHash last_hash = 0;       // chain hash after the last matched block (root if none)
-  int num_query_tokens = 0;      // tokens that were looked up
-  int num_cached_tokens = 0;     // blocks.size() * block_size
+  std::vector<BlockId> blocks;  // cached leading full blocks, in sequence order
+  BlockHash last_hash = 0;      // chain hash after the last matched block (root if none)
+  int num_query_tokens = 0;     // tokens that were looked up
+  int num_cached_tokens = 0;    // blocks.size() * block_size
 };
 
 // Figures for metrics. Gauges are current; counters are totals since construction.
 struct KvStats {
   int num_blocks = 0;
-  int num_used_blocks = 0;         // referenced by at least one table
-  int num_free_blocks = 0;         // unreferenced, not cached
-  int num_cached_free_blocks = 0;  // unreferenced, cached, evictable
-  int num_cached_blocks = 0;       // registered in the prefix cache (used or not)
-  int64_t prefix_query_tokens = 0; // tokens looked up by admitted sequences
-  int64_t prefix_hit_tokens = 0;   // of those, tokens served from the cache
-  int64_t num_evictions = 0;       // cached-free blocks reclaimed for new data
-  int64_t num_cow_copies = 0;      // BlockCopy entries handed out
+  int num_used_blocks = 0;          // referenced by at least one table
+  int num_free_blocks = 0;          // unreferenced, not cached
+  int num_cached_free_blocks = 0;   // unreferenced, cached, evictable
+  int num_cached_blocks = 0;        // registered in the prefix cache (used or not)
+  int64_t prefix_query_tokens = 0;  // tokens looked up by admitted sequences
+  int64_t prefix_hit_tokens = 0;    // of those, tokens served from the cache
+  int64_t num_evictions = 0;        // cached-free blocks reclaimed for new data
+  int64_t num_cow_copies = 0;       // BlockCopy entries handed out
 };
 
 class KvCacheManager {
@@ -153,9 +153,7 @@ class KvCacheManager {
 
   SeqBlocks& Get(SeqId seq);
   const SeqBlocks& Get(SeqId seq) const;
-  int NumBlocksFor(int num_tokens) const {
-    return (num_tokens + block_size() - 1) / block_size();
-  }
+  int NumBlocksFor(int num_tokens) const { return (num_tokens + block_size() - 1) / block_size(); }
   // Index of a shared partial block `s` must copy before writing, or -1.
   int CowIndex(const SeqBlocks& s, int num_new_tokens) const;
 

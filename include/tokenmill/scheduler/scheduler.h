@@ -23,8 +23,8 @@
 #include <cstdint>
 #include <memory>
 #include <queue>
-#include <tuple>
 #include <span>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -58,13 +58,13 @@ struct StepOutcome {
 struct SchedulerStats {
   int num_waiting_sequences = 0;  // queued, preempted included (not parked forks)
   int num_running_sequences = 0;
-  int64_t num_steps = 0;                // plans with work
-  int64_t num_prefill_tokens = 0;       // tokens computed in prefill chunks (recompute too)
-  int64_t num_decode_tokens = 0;        // tokens computed as decodes
-  int64_t num_generated_tokens = 0;     // tokens sampled and appended
-  int64_t num_cached_prompt_tokens = 0; // prompt tokens served by the prefix cache
+  int64_t num_steps = 0;                 // plans with work
+  int64_t num_prefill_tokens = 0;        // tokens computed in prefill chunks (recompute too)
+  int64_t num_decode_tokens = 0;         // tokens computed as decodes
+  int64_t num_generated_tokens = 0;      // tokens sampled and appended
+  int64_t num_cached_prompt_tokens = 0;  // prompt tokens served by the prefix cache
   int64_t num_preemptions = 0;
-  int64_t num_finished_requests = 0;    // every sample ended normally or by abort
+  int64_t num_finished_requests = 0;  // every sample ended normally or by abort
   int64_t num_aborted_sequences = 0;
 };
 
@@ -152,9 +152,7 @@ class Scheduler {
   void AbortNow(RequestId request_id, uint64_t arrival_order, FinishReason reason);
   void CompactRunning();
 
-  static int SlotsOf(const Sequence* seq) {
-    return 1 + static_cast<int>(seq->parked_forks.size());
-  }
+  static int SlotsOf(const Sequence* seq) { return 1 + static_cast<int>(seq->parked_forks.size()); }
   int MaxChunk() const;
 
   SchedulerConfig config_;
@@ -168,7 +166,7 @@ class Scheduler {
   std::vector<std::unique_ptr<RequestState>> retired_;  // readable until next Schedule()
   std::vector<Sequence*> running_;  // admission order; nullptr holes until compaction
   int num_running_ = 0;
-  int num_running_slots_ = 0;       // running plus parked forks of running leaders
+  int num_running_slots_ = 0;  // running plus parked forks of running leaders
   WaitingQueue waiting_;
   // Aborts and deadlines name the request's arrival too: a request id reused after the
   // request ended must not inherit them.

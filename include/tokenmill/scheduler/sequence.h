@@ -51,10 +51,10 @@ struct RequestSpec {
   int max_tokens = 16;                    // generated tokens per sample, >= 1
   int min_tokens = 0;                     // stop ids end a sample only after this many
   std::vector<int32_t> stop_token_ids;
-  int priority = 0;                       // lower is more urgent (vLLM convention)
-  std::string tenant;                     // fair-share account ("" is a tenant too)
-  std::optional<double> deadline_s;       // absolute, on the scheduler's Clock
-  uint64_t cache_salt = 0;                // prefix-cache extra key (LoRA id, tenant salt)
+  int priority = 0;                  // lower is more urgent (vLLM convention)
+  std::string tenant;                // fair-share account ("" is a tenant too)
+  std::optional<double> deadline_s;  // absolute, on the scheduler's Clock
+  uint64_t cache_salt = 0;           // prefix-cache extra key (LoRA id, tenant salt)
 };
 
 // One decoding stream. Owned by the Scheduler; others see it as const and only between
@@ -66,12 +66,12 @@ struct Sequence {
   const RequestSpec* spec = nullptr;  // the request's, shared by its samples
   std::vector<int32_t> token_ids;     // prompt, then generated tokens
   int num_prompt_tokens = 0;
-  int num_computed_tokens = 0;        // tokens whose KV is written (0 after preemption)
+  int num_computed_tokens = 0;  // tokens whose KV is written (0 after preemption)
   SequenceStatus status = SequenceStatus::kWaiting;
   FinishReason finish_reason = FinishReason::kNone;
-  uint64_t arrival_order = 0;         // FCFS rank among all requests
-  double arrival_s = 0;               // Clock time of AddRequest
-  int num_cached_prompt_tokens = 0;   // prefix-cache hit at first admission
+  uint64_t arrival_order = 0;        // FCFS rank among all requests
+  double arrival_s = 0;              // Clock time of AddRequest
+  int num_cached_prompt_tokens = 0;  // prefix-cache hit at first admission
   int num_preemptions = 0;
 
   int num_tokens() const { return static_cast<int>(token_ids.size()); }
@@ -83,10 +83,10 @@ struct Sequence {
   const std::string& tenant() const { return spec->tenant; }
 
   // --- bookkeeping (Scheduler only) ---
-  int running_index = -1;   // slot in the running list, -1 when not running
-  int step_index = -1;      // entry in the current step, -1 when not scheduled
+  int running_index = -1;  // slot in the running list, -1 when not running
+  int step_index = -1;     // entry in the current step, -1 when not scheduled
   bool was_admitted = false;
-  bool is_parked = false;   // a sample waiting to be forked from its leader
+  bool is_parked = false;               // a sample waiting to be forked from its leader
   std::vector<Sequence*> parked_forks;  // leader only: samples to fork after the prompt
 };
 

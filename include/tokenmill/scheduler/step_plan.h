@@ -31,9 +31,9 @@ struct ScheduledSequence {
   // the sequence's known tokens: no logits), 1, or n for the leader of an n-sample request
   // whose prompt prefill completes (samples 0..n-1, in order).
   int num_samples = 0;
-  bool is_decode = false;                   // one new token after generated ones
-  std::span<const int32_t> new_token_ids;   // the tokens at [start, start + num_new)
-  std::span<const BlockId> block_table;     // covers context_len() tokens
+  bool is_decode = false;                  // one new token after generated ones
+  std::span<const int32_t> new_token_ids;  // the tokens at [start, start + num_new)
+  std::span<const BlockId> block_table;    // covers context_len() tokens
 
   int32_t context_len() const { return start_position + num_new_tokens; }
   bool needs_logits() const { return num_samples > 0; }
@@ -51,11 +51,11 @@ struct SequenceRef {
 struct StepPlan {
   // Running decodes first, then continued prefill chunks, then new admissions.
   std::vector<ScheduledSequence> sequences;
-  std::vector<BlockCopy> block_copies;  // to perform before this step's KV writes
-  std::vector<SequenceRef> preempted;   // blocks freed; they will recompute later
-  std::vector<SequenceRef> aborted;     // cancelled / deadline / error; blocks freed
+  std::vector<BlockCopy> block_copies;       // to perform before this step's KV writes
+  std::vector<SequenceRef> preempted;        // blocks freed; they will recompute later
+  std::vector<SequenceRef> aborted;          // cancelled / deadline / error; blocks freed
   std::vector<RequestId> finished_requests;  // requests whose last sequence was aborted here
-  int num_batched_tokens = 0;           // sum of num_new_tokens
+  int num_batched_tokens = 0;                // sum of num_new_tokens
 
   bool has_work() const { return !sequences.empty(); }
   void Clear();
