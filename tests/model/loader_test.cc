@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -356,6 +357,55 @@ TEST(LoaderTest, TruncatedFilesAreErrors) {
       EXPECT_THAT(m.status().message(), HasSubstr(path));
     }
   }
+}
+
+// Random corruption of a small model's GGUF header, safetensors header or config.json:
+// whatever happens (an error, or a model whose shapes all match its config), no crash.
+TEST(LoaderTest, RandomCorruptionNeverCrashes) {
+  TinyModelOptions o;
+  o.num_layers = 1;
+  o.vocab_size = 40;
+  const TinyModel tiny = MakeTinyModel(o);
+  ScopedTempDir dir;
+  ASSERT_TRUE(WriteGgufModel(tiny, dir.File("good.gguf")).ok());
+  ASSERT_TRUE(WriteHfCheckpoint(tiny, dir.File("hf")).ok());
+  const std::string gguf = ::tokenmill::testing::ReadFileOrDie(dir.File("good.gguf"));
+  const std::string st = ::tokenmill::testing::ReadFileOrDie(dir.File("hf/model.safetensors"));
+  const std::string config = ::tokenmill::testing::ReadFileOrDie(dir.File("hf/config.json"));
+  uint64_t st_header = 0;
+  std::memcpy(&st_header, st.data(), 8);
+  std::mt19937 rng(7);
+  const std::string alphabet = "{}[]\",:0123456789-.eE ntrufalsF";
+  int num_ok = 0;
+  for (int iter = 0; iter < 600; ++iter) {
+    const int target = iter % 3;
+    std::string bytes = target == 0 ? gguf : target == 1 ? st : config;
+    const size_t region = target == 0 ? 1200 : target == 1 ? 8 + st_header : bytes.size();
+    for (int i = 0, n = 1 + static_cast<int>(rng() % 3); i < n; ++i) {
+      const size_t pos = rng() % std::min(region, bytes.size());
+      bytes[pos] = target == 0 || pos < 8 ? static_cast<char>(rng())
+                                          : alphabet[rng() % alphabet.size()];
+    }
+    std::string path = dir.File("bad.gguf");
+    if (target == 0) {
+      ASSERT_TRUE(WriteBytes(path, bytes).ok());
+    } else {  // one corrupted file next to an intact one
+      path = dir.File("hf");
+      ASSERT_TRUE(WriteBytes(dir.File("hf/model.safetensors"), target == 1 ? bytes : st).ok());
+      ASSERT_TRUE(WriteBytes(dir.File("hf/config.json"), target == 2 ? bytes : config).ok());
+    }
+    auto m = LoadModel(path);
+    if (!m.ok()) {
+      EXPECT_THAT(m.status().message(), HasSubstr(path));
+      continue;
+    }
+    ++num_ok;
+    EXPECT_TRUE((*m)->config.Validate().ok());
+    const auto& w = (*m)->weights;
+    EXPECT_EQ(w.tok_embd.shape, (Shape{(*m)->config.vocab_size, (*m)->config.hidden_size}));
+    EXPECT_EQ(w.layers.size(), static_cast<size_t>((*m)->config.num_layers));
+  }
+  EXPECT_GT(num_ok, 10);  // many corruptions hit values, not structure
 }
 
 }  // namespace

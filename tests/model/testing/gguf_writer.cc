@@ -1,5 +1,6 @@
 #include "model/testing/gguf_writer.h"
 
+#include <cstdio>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -109,6 +110,9 @@ absl::Status GgufWriter::WriteFile(const std::string& path) const {
 }
 
 absl::Status WriteBytes(const std::string& path, const std::string& bytes) {
+  // A new file, not a truncated one: ext4 (auto_da_alloc) flushes a file rewritten by
+  // truncation to disk, which made tests that rewrite files thousands of times I/O-bound.
+  std::remove(path.c_str());
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   out.close();
