@@ -58,6 +58,10 @@ struct AttentionArgs {
 bool DecodeAttentionFastPath(const AttentionArgs& args);
 // Upper bound on splits over the context per sequence.
 inline constexpr int kMaxDecodeSplits = 64;
+// Splits for a decode launch: enough blocks to fill the SMs twice over, at least 128
+// tokens per split, a power of two (so that CUDA-graph keys, which include it, stay few as
+// contexts grow), at most kMaxDecodeSplits.
+int ChooseDecodeSplits(int num_seqs, int num_kv_heads, int max_context, int num_sms);
 // Scratch the decode launcher needs for partial results (0 when num_splits == 1).
 size_t DecodeAttentionWorkspaceBytes(int num_selected, int num_heads, int head_dim,
                                      int num_splits);

@@ -1,5 +1,7 @@
 // Launcher for the split-K decode kernel: (activation type, cache type, head_dim) ->
 // instance. 2 x 2 x 2 = 8 instances of PagedDecodeKernel, 2 of DecodeCombineKernel.
+#include <algorithm>
+
 #include "kernels/attention_decode.cuh"
 
 namespace tokenmill::kernels {
@@ -60,6 +62,16 @@ bool DecodeAttentionFastPath(const AttentionArgs& a) {
   return (a.kv.type == ScalarType::kBF16 || a.kv.type == ScalarType::kF16) &&
          (a.head_dim == 64 || a.head_dim == 128) && group <= kDecodeMaxGroup &&
          (a.act_type == ScalarType::kF32 || a.act_type == ScalarType::kBF16);
+}
+
+int ChooseDecodeSplits(int num_seqs, int num_kv_heads, int max_context, int num_sms) {
+  const int64_t blocks = std::max<int64_t>(1, int64_t{num_seqs} * num_kv_heads);
+  const int64_t by_sm = std::max<int64_t>(1, 2 * int64_t{num_sms} / blocks);
+  const int64_t by_ctx = std::max<int64_t>(1, (int64_t{max_context} + 127) / 128);
+  const int64_t want = std::min({by_sm, by_ctx, int64_t{kMaxDecodeSplits}});
+  int splits = 1;
+  while (splits * 2 <= want) splits *= 2;
+  return splits;
 }
 
 size_t DecodeAttentionWorkspaceBytes(int num_selected, int num_heads, int head_dim,

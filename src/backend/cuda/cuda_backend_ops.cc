@@ -245,15 +245,8 @@ void CudaBackend::EnqueueRopeKv(const PendingRope* rope, int layer, const Tensor
 }
 
 int CudaBackend::DecodeSplits(int num_kv_heads) const {
-  // Enough blocks to fill the SMs twice over, at least 128 tokens per split, a power of
-  // two so that graph keys (which include the split count) stay few as contexts grow.
-  const int64_t blocks = std::max<int64_t>(1, int64_t{steps_->num_decode()} * num_kv_heads);
-  const int64_t by_sm = std::max<int64_t>(1, 2 * props_.multiProcessorCount / blocks);
-  const int64_t by_ctx = std::max<int64_t>(1, (steps_->max_decode_context() + 127) / 128);
-  const int64_t want = std::min({by_sm, by_ctx, int64_t{kernels::kMaxDecodeSplits}});
-  int splits = 1;
-  while (splits * 2 <= want) splits *= 2;
-  return splits;
+  return kernels::ChooseDecodeSplits(steps_->num_decode(), num_kv_heads,
+                                     steps_->max_decode_context(), props_.multiProcessorCount);
 }
 
 void CudaBackend::Attention(int layer, const TensorView& q, const AttentionParams& params,
