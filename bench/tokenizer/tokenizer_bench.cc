@@ -123,10 +123,10 @@ void BM_Encode32kPrompt(benchmark::State& state, const char* rel) {
   state.counters["tokens"] = static_cast<double>(num_tokens);
 }
 
-#define TM_TOKENIZER_BENCH(name, rel)                                                      \
-  BENCHMARK_CAPTURE(BM_Encode, name, rel)->Unit(benchmark::kMillisecond);               \
-  BENCHMARK_CAPTURE(BM_Decode, name, rel)->Unit(benchmark::kMillisecond);               \
-  BENCHMARK_CAPTURE(BM_DecodeIncremental, name, rel)->Unit(benchmark::kMillisecond);    \
+#define TM_TOKENIZER_BENCH(name, rel)                                                \
+  BENCHMARK_CAPTURE(BM_Encode, name, rel)->Unit(benchmark::kMillisecond);            \
+  BENCHMARK_CAPTURE(BM_Decode, name, rel)->Unit(benchmark::kMillisecond);            \
+  BENCHMARK_CAPTURE(BM_DecodeIncremental, name, rel)->Unit(benchmark::kMillisecond); \
   BENCHMARK_CAPTURE(BM_Encode32kPrompt, name, rel)->Unit(benchmark::kMillisecond)
 
 TM_TOKENIZER_BENCH(llama3_tiktoken, "tokenizers/llama-3");

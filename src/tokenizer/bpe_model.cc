@@ -46,8 +46,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromMerges(
     const auto& [a, b] = merges[rank];
     const int32_t ida = vocab->Find(a), idb = vocab->Find(b);
     if (ida < 0 || idb < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("merge ", rank, " ('", a, "' '", b,
-                                                     "') names a token not in the vocab"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("merge ", rank, " ('", a, "' '", b, "') names a token not in the vocab"));
     }
     joined = a;
     joined.append(b, std::min(prefix_len, b.size()));
@@ -143,9 +143,7 @@ void BpeModel::MergeAll(std::vector<int32_t>* ids) const {
   };
   struct Entry {
     int32_t rank, pos, new_id;
-    bool operator>(const Entry& o) const {
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
+    bool operator>(const Entry& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
   thread_local std::vector<Sym> syms;
   thread_local std::vector<Entry> heap;
@@ -227,8 +225,8 @@ void SpmModel::EncodeWord(std::string_view text, std::vector<int32_t>* out) cons
         std::min<size_t>(Utf8SeqLen(static_cast<uint8_t>(text[offs])), text.size() - offs));
     const int32_t index = static_cast<int32_t>(syms.size());
     offs += len;
-    syms.push_back({index - 1, offs == text.size() ? -1 : index + 1,
-                    static_cast<uint32_t>(offs - len), len});
+    syms.push_back(
+        {index - 1, offs == text.size() ? -1 : index + 1, static_cast<uint32_t>(offs - len), len});
   }
   std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
   auto try_add = [&](int32_t left, int32_t right) {

@@ -22,7 +22,7 @@ class WordModel {
 };
 
 struct BpeOptions {
-  bool byte_level = false;   // initial symbols are single bytes, not characters
+  bool byte_level = false;     // initial symbols are single bytes, not characters
   bool byte_fallback = false;  // unknown characters become <0xNN> tokens
   bool ignore_merges = false;  // a word that is itself a token is not split
   bool fuse_unk = false;

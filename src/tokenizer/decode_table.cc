@@ -28,7 +28,8 @@ absl::Status Flatten(const nlohmann::json& j, std::vector<DecodeStep>* steps) {
     if (!p.contains("String")) {
       return absl::UnimplementedError("decoder Replace with a Regex pattern is not supported");
     }
-    steps->push_back({.kind = DecodeStep::kReplace, .pattern = p.at("String").get<std::string>(),
+    steps->push_back({.kind = DecodeStep::kReplace,
+                      .pattern = p.at("String").get<std::string>(),
                       .content = j.at("content").get<std::string>()});
   } else if (type == "ByteFallback") {
     steps->push_back({.kind = DecodeStep::kByteFallback});
@@ -37,8 +38,10 @@ absl::Status Flatten(const nlohmann::json& j, std::vector<DecodeStep>* steps) {
   } else if (type == "Fuse") {
     steps->push_back({.kind = DecodeStep::kFuse});
   } else if (type == "Strip") {
-    steps->push_back({.kind = DecodeStep::kStrip, .content = j.at("content").get<std::string>(),
-                      .start = j.value("start", 0), .stop = j.value("stop", 0)});
+    steps->push_back({.kind = DecodeStep::kStrip,
+                      .content = j.at("content").get<std::string>(),
+                      .start = j.value("start", 0),
+                      .stop = j.value("stop", 0)});
   } else if (type == "Metaspace") {
     DecodeStep step{.kind = DecodeStep::kMetaspace,
                     .pattern = j.value("replacement", std::string("\u2581"))};
@@ -142,8 +145,8 @@ absl::Status BuildDecodeTable(const nlohmann::json& decoder, ModelTokenizer::Par
   }
   bool first_differs = false;
   for (const DecodeStep& s : per_token) {
-    first_differs = first_differs || s.kind == DecodeStep::kMetaspace ||
-                    s.kind == DecodeStep::kWordPiece;
+    first_differs =
+        first_differs || s.kind == DecodeStep::kMetaspace || s.kind == DecodeStep::kWordPiece;
   }
   const Vocab& vocab = *parts->vocab;
   const int32_t n = vocab.size();

@@ -19,12 +19,18 @@ using nlohmann::json;
 // llama_token_type in GGUF files.
 TokenType GgufTokenType(int64_t t) {
   switch (t) {
-    case 2: return TokenType::kUnknown;
-    case 3: return TokenType::kControl;
-    case 4: return TokenType::kUserDefined;
-    case 5: return TokenType::kUnused;
-    case 6: return TokenType::kByte;
-    default: return TokenType::kNormal;
+    case 2:
+      return TokenType::kUnknown;
+    case 3:
+      return TokenType::kControl;
+    case 4:
+      return TokenType::kUserDefined;
+    case 5:
+      return TokenType::kUnused;
+    case 6:
+      return TokenType::kByte;
+    default:
+      return TokenType::kNormal;
   }
 }
 
@@ -80,7 +86,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const GgufFile& f) {
   if (auto p = f.GetString("tokenizer.ggml.pre"); p.ok()) pre = *p;
   std::string name;
   if (auto n = f.GetString("general.name"); n.ok()) name = absl::AsciiStrToLower(*n);
-  const bool phi3 = name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos;
+  const bool phi3 =
+      name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos;
 
   // Tokens llama.cpp splits out before the model: control and unknown (only when parsing
   // special tokens) and user-defined (always). Phi-3 strips spaces after its specials.
@@ -96,7 +103,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const GgufFile& f) {
     AddedToken a{.id = i, .content = tokens[i], .special = special};
     if (phi3) {
       a.rstrip = special || tokens[i] == "</s>";
-      if (tokens[i] == "<unk>" || tokens[i] == "<s>" || tokens[i] == "<|endoftext|>") a.rstrip = false;
+      if (tokens[i] == "<unk>" || tokens[i] == "<s>" || tokens[i] == "<|endoftext|>")
+        a.rstrip = false;
     }
     parts.added_tokens.push_back(std::move(a));
   }
@@ -120,7 +128,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const GgufFile& f) {
                 {{{"type", "Replace"}, {"pattern", {{"String", "\u2581"}}}, {"content", " "}},
                  {{"type", "ByteFallback"}},
                  {{"type", "Fuse"}},
-                 {{"type", "Strip"}, {"content", " "}, {"start", add_space_prefix ? 1 : 0},
+                 {{"type", "Strip"},
+                  {"content", " "},
+                  {"start", add_space_prefix ? 1 : 0},
                   {"stop", 0}}}}};
     parts.bos_id = OptionalId(f, "tokenizer.ggml.bos_token_id", 1, size);
     parts.eos_ids = {OptionalId(f, "tokenizer.ggml.eos_token_id", 2, size)};
@@ -133,7 +143,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const GgufFile& f) {
     for (const std::string& line : merge_lines) {
       const size_t sp = line.find(' ', 1);
       if (sp == std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat("tokenizer.ggml.merges: bad entry '", line, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tokenizer.ggml.merges: bad entry '", line, "'"));
       }
       std::string a, b;
       if (!ByteLevelDecode(line.substr(0, sp), &a)) a = line.substr(0, sp);
@@ -152,7 +163,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const GgufFile& f) {
   }
   for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
     const int32_t id = OptionalId(f, key, -1, size);
-    if (id >= 0 && std::find(parts.eos_ids.begin(), parts.eos_ids.end(), id) == parts.eos_ids.end()) {
+    if (id >= 0 &&
+        std::find(parts.eos_ids.begin(), parts.eos_ids.end(), id) == parts.eos_ids.end()) {
       parts.eos_ids.push_back(id);
     }
   }
@@ -173,7 +185,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const std::string& 
   TM_ASSIGN_OR_RETURN(auto file, GgufFile::Open(path));
   auto result = Build(*file);
   if (!result.ok()) {
-    return absl::Status(result.status().code(), absl::StrCat(path, ": ", result.status().message()));
+    return absl::Status(result.status().code(),
+                        absl::StrCat(path, ": ", result.status().message()));
   }
   return result;
 }

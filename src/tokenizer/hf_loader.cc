@@ -2,8 +2,8 @@
 // (synthesized into the equivalent tokenizer.json).
 #include <algorithm>
 #include <filesystem>
-#include <set>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -64,7 +64,8 @@ absl::Status ParsePostProcessor(const json& j, PostProcessor* post) {
       }
       const std::string name = piece.at("SpecialToken").at("id").get<std::string>();
       const auto& ids = j.at("special_tokens").at(name).at("ids");
-      for (const auto& id : ids) (seen_a ? post->suffix : post->prefix).push_back(id.get<int32_t>());
+      for (const auto& id : ids)
+        (seen_a ? post->suffix : post->prefix).push_back(id.get<int32_t>());
     }
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
     post->prefix = {j.at("cls").at(1).get<int32_t>()};
@@ -121,7 +122,8 @@ void ApplyConfig(const json& config, const absl::flat_hash_map<std::string, int3
       parts->chat_template = t.get<std::string>();
     } else if (t.is_array()) {  // [{"name": "default", "template": ...}, ...]
       for (const auto& entry : t) {
-        if (entry.value("name", "") == "default") parts->chat_template = entry.value("template", "");
+        if (entry.value("name", "") == "default")
+          parts->chat_template = entry.value("template", "");
       }
     }
   }
@@ -148,8 +150,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BuildFromJson(const json& tj, const s
   const json& model = tj.at("model");
   const std::string type = model.value("type", "BPE");
   if (type != "BPE") {
-    return absl::UnimplementedError(absl::StrCat("tokenizer model type '", type,
-                                                 "' is not supported (only BPE)"));
+    return absl::UnimplementedError(
+        absl::StrCat("tokenizer model type '", type, "' is not supported (only BPE)"));
   }
   ModelTokenizer::Parts parts;
   TM_ASSIGN_OR_RETURN(parts.normalizer, Normalizer::FromJson(tj.value("normalizer", json())));
@@ -163,7 +165,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BuildFromJson(const json& tj, const s
 
   // Vocabulary: the model's, then added tokens (which may extend it).
   int32_t size = 0;
-  for (const auto& [tok, id] : model.at("vocab").items()) size = std::max(size, id.get<int32_t>() + 1);
+  for (const auto& [tok, id] : model.at("vocab").items())
+    size = std::max(size, id.get<int32_t>() + 1);
   const json added = tj.value("added_tokens", json::array());
   for (const auto& a : added) size = std::max(size, a.at("id").get<int32_t>() + 1);
   parts.vocab = std::make_unique<Vocab>();
@@ -200,7 +203,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BuildFromJson(const json& tj, const s
   if (model.contains("unk_token") && model.at("unk_token").is_string()) {
     options.unk_id = vocab.Find(to_model(model.at("unk_token").get<std::string>()));
   }
-  if (model.contains("continuing_subword_prefix") && model.at("continuing_subword_prefix").is_string()) {
+  if (model.contains("continuing_subword_prefix") &&
+      model.at("continuing_subword_prefix").is_string()) {
     options.continuing_subword_prefix = model.at("continuing_subword_prefix").get<std::string>();
   }
   if (model.contains("end_of_word_suffix") && model.at("end_of_word_suffix").is_string()) {
@@ -282,8 +286,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadVocabMerges(const std::string& di
     }
     const std::string cls = config.value("tokenizer_class", std::string("GPT2Tokenizer"));
     const bool qwen = cls.starts_with("Qwen2");
-    json tj = {{"model", {{"type", "BPE"}, {"vocab", std::move(vocab)}, {"merges", std::move(merges)}}},
-               {"decoder", {{"type", "ByteLevel"}}}};
+    json tj = {
+        {"model", {{"type", "BPE"}, {"vocab", std::move(vocab)}, {"merges", std::move(merges)}}},
+        {"decoder", {{"type", "ByteLevel"}}}};
     if (qwen) {
       // What transformers' Qwen2TokenizerFast converter builds.
       tj["normalizer"] = {{"type", "NFC"}};
@@ -295,7 +300,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadVocabMerges(const std::string& di
               {{"Regex",
                 "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
                 "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}},
-             {"behavior", "Isolated"}, {"invert", false}},
+             {"behavior", "Isolated"},
+             {"invert", false}},
             {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}};
     } else {
       tj["pre_tokenizer"] = {{"type", "ByteLevel"},

@@ -21,7 +21,8 @@ bool HasGgufMagic(const std::string& path) {
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadFromDirectory(const fs::path& dir) {
-  if (fs::exists(dir / "tokenizer.json")) return LoadTokenizerJsonFile((dir / "tokenizer.json").string());
+  if (fs::exists(dir / "tokenizer.json"))
+    return LoadTokenizerJsonFile((dir / "tokenizer.json").string());
   if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) {
     return LoadVocabMerges(dir.string());
   }
@@ -33,13 +34,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadFromDirectory(const fs::path& dir
     }
   }
   if (fs::exists(model)) {
-    return absl::UnimplementedError(absl::StrCat(
-        model.string(), ": SentencePiece protobuf models are not supported; use the model's "
-                        "tokenizer.json or a GGUF file"));
+    return absl::UnimplementedError(
+        absl::StrCat(model.string(),
+                     ": SentencePiece protobuf models are not supported; use the model's "
+                     "tokenizer.json or a GGUF file"));
   }
-  return absl::NotFoundError(absl::StrCat(
-      dir.string(), ": no tokenizer.json, vocab.json + merges.txt, tiktoken tokenizer.model "
-                    "or .gguf file"));
+  return absl::NotFoundError(
+      absl::StrCat(dir.string(),
+                   ": no tokenizer.json, vocab.json + merges.txt, tiktoken tokenizer.model "
+                   "or .gguf file"));
 }
 
 }  // namespace

@@ -20,7 +20,7 @@ namespace tokenmill::tokenizer_internal {
 class ModelTokenizer final : public Tokenizer {
  public:
   struct Parts {
-    std::unique_ptr<Vocab> vocab;        // stable address: the model points into it
+    std::unique_ptr<Vocab> vocab;  // stable address: the model points into it
     std::unique_ptr<WordModel> model;
     Normalizer normalizer;
     PreTokenizer pre_tokenizer;

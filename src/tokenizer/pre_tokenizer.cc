@@ -141,7 +141,8 @@ absl::Status PreTokenizer::Add(const nlohmann::json& j) {
     }
     steps_.push_back(std::move(step));
   } else if (type == "Metaspace") {
-    Step step{.kind = Kind::kMetaspace, .flag = j.value("split", true),
+    Step step{.kind = Kind::kMetaspace,
+              .flag = j.value("split", true),
               .text = j.value("replacement", std::string("\u2581"))};
     const std::string scheme = j.value("prepend_scheme", std::string());
     if (scheme.empty()) {
@@ -156,8 +157,10 @@ absl::Status PreTokenizer::Add(const nlohmann::json& j) {
     steps_.push_back({.kind = Kind::kWhitespaceSplit, .behavior = SplitBehavior::kRemoved});
   } else if (type == "Whitespace") {
     TM_ASSIGN_OR_RETURN(auto re, Regex::Compile("\\w+|[^\\w\\s]+"));
-    steps_.push_back({.kind = Kind::kRegex, .regex = std::move(re),
-                      .behavior = SplitBehavior::kRemoved, .invert = true});
+    steps_.push_back({.kind = Kind::kRegex,
+                      .regex = std::move(re),
+                      .behavior = SplitBehavior::kRemoved,
+                      .invert = true});
   } else if (type == "Punctuation") {
     TM_ASSIGN_OR_RETURN(SplitBehavior behavior,
                         ParseBehavior(j.value("behavior", std::string("Isolated"))));
@@ -186,7 +189,7 @@ void PreTokenizer::ApplyStep(const Step& step, std::vector<PreToken>* words) con
   next.reserve(words->size());
   for (PreToken& word : *words) {
     std::string& s = word.text;
-    if (step.kind == Kind::kByteLevel && step.flag && !s.starts_with(' ')) s.insert(0, " ");
+    if (step.kind == Kind::kByteLevel && step.flag && !s.starts_with(' ')) s.insert(s.begin(), ' ');
     if (step.kind == Kind::kMetaspace) {
       s = absl::StrReplaceAll(s, {{" ", step.text}});
       const bool prepend = step.prepend_scheme == 0 || (step.prepend_scheme == 1 && word.at_start);
@@ -207,7 +210,8 @@ void PreTokenizer::ApplyStep(const Step& step, std::vector<PreToken>* words) con
         const std::string& delim = step.text;
         std::vector<std::pair<size_t, size_t>> m;
         const bool do_split = step.kind == Kind::kStringSplit || step.flag;
-        for (size_t p = 0; do_split && !delim.empty() && (p = s.find(delim, p)) != std::string::npos;
+        for (size_t p = 0;
+             do_split && !delim.empty() && (p = s.find(delim, p)) != std::string::npos;
              p += delim.size()) {
           m.emplace_back(p, p + delim.size());
         }
@@ -280,8 +284,8 @@ absl::StatusOr<PreTokenizer> PreTokenizer::ForLlamaCppPre(const std::string& pre
   static const char* kBloom[] = {" ?[^(\\s|.,!?\u2026\u3002\uff0c\u3001\u0964\u06d4\u060c)]+"};
   static const char* kDefault[] = {
       "[\\p{P}\\$\\+<=>\\^~\\|]+",
-      "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
-      "\\p{N}+", "[0-9][0-9][0-9]"};
+      "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)", "\\p{N}+",
+      "[0-9][0-9][0-9]"};
 
   std::vector<const char*> exprs;
   auto use = [&exprs](const auto& list) { exprs.assign(std::begin(list), std::end(list)); };
@@ -291,14 +295,13 @@ absl::StatusOr<PreTokenizer> PreTokenizer::ForLlamaCppPre(const std::string& pre
     }
     return false;
   };
-  if (is({"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "dbrx",
-          "smaug-bpe", "chatglm-bpe", "gpt-4o", "superbpe", "kimi-k2"})) {
+  if (is({"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "dbrx", "smaug-bpe",
+          "chatglm-bpe", "gpt-4o", "superbpe", "kimi-k2"})) {
     use(kLlama3);
   } else if (is({"qwen2", "deepseek-r1-qwen", "megrez", "stablelm2", "hunyuan", "qwen35"})) {
     use(kQwen2);
-  } else if (is({"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en",
-                 "jina-v2-es", "jina-v2-de", "jina-v2-code", "roberta-bpe", "mpt", "olmo",
-                 "jais", "trillion"})) {
+  } else if (is({"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "jina-v2-es",
+                 "jina-v2-de", "jina-v2-code", "roberta-bpe", "mpt", "olmo", "jais", "trillion"})) {
     use(kGpt2);
   } else if (is({"starcoder", "refact", "command-r", "smollm", "codeshell", "exaone",
                  "minerva-7b"})) {

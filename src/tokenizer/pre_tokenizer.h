@@ -47,15 +47,22 @@ class PreTokenizer {
   void Split(std::string_view segment, bool at_start, std::vector<PreToken>* out) const;
 
  private:
-  enum class Kind { kRegex, kByteLevel, kMetaspace, kDigits, kWhitespaceSplit, kPunctuation,
-                    kStringSplit };
+  enum class Kind {
+    kRegex,
+    kByteLevel,
+    kMetaspace,
+    kDigits,
+    kWhitespaceSplit,
+    kPunctuation,
+    kStringSplit
+  };
   struct Step {
     Kind kind;
     std::shared_ptr<const Regex> regex{};  // kRegex, kByteLevel with use_regex
     SplitBehavior behavior = SplitBehavior::kIsolated;
     bool invert = false;
-    bool flag = false;  // ByteLevel add_prefix_space; Digits individual; Metaspace split
-    std::string text{};   // Metaspace replacement; kStringSplit delimiter
+    bool flag = false;       // ByteLevel add_prefix_space; Digits individual; Metaspace split
+    std::string text{};      // Metaspace replacement; kStringSplit delimiter
     int prepend_scheme = 0;  // Metaspace: 0 always, 1 first, 2 never
   };
   absl::Status Add(const nlohmann::json& j);

@@ -61,14 +61,14 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(const std::string& pattern
   PCRE2_SIZE error_offset = 0;
   pcre2_code* code =
       pcre2_compile(reinterpret_cast<PCRE2_SPTR>(rewritten.data()), rewritten.size(),
-                    PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | PCRE2_DOLLAR_ENDONLY, &error_code, &error_offset,
-                    nullptr);
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | PCRE2_DOLLAR_ENDONLY, &error_code,
+                    &error_offset, nullptr);
   if (code == nullptr) {
     PCRE2_UCHAR buffer[256];
     pcre2_get_error_message(error_code, buffer, sizeof(buffer));
-    return absl::InvalidArgumentError(absl::StrCat("cannot compile pre-tokenizer regex '",
-                                                   pattern, "' at offset ", error_offset,
-                                                   ": ", reinterpret_cast<char*>(buffer)));
+    return absl::InvalidArgumentError(absl::StrCat("cannot compile pre-tokenizer regex '", pattern,
+                                                   "' at offset ", error_offset, ": ",
+                                                   reinterpret_cast<char*>(buffer)));
   }
   // JIT is an optimisation: without it (unsupported CPU) the interpreter gives the same
   // matches, so a JIT failure is not an error.
@@ -90,8 +90,8 @@ std::vector<std::pair<size_t, size_t>> Regex::FindAll(std::string_view text) con
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t offset = 0;
   while (offset <= text.size()) {
-    const int rc = pcre2_match(code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK,
-                               data.get(), nullptr);
+    const int rc =
+        pcre2_match(code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK, data.get(), nullptr);
     if (rc < 0) break;  // PCRE2_ERROR_NOMATCH (or a resource limit: the rest stays a gap)
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data.get());
     const size_t begin = ovector[0], end = ovector[1];

@@ -19,11 +19,18 @@ constexpr int kNumSpecialTokens = 256;
 // llama-models' Llama 3.1+ table (ids from the end of the ranks); Llama 3.0 names some
 // of these reserved_special_token_N, the ids of the ones in use are the same.
 std::vector<std::string> Llama3SpecialTokens() {
-  std::vector<std::string> names = {
-      "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
-      "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
-      "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
-      "<|python_tag|>", "<|image|>"};
+  std::vector<std::string> names = {"<|begin_of_text|>",
+                                    "<|end_of_text|>",
+                                    "<|reserved_special_token_0|>",
+                                    "<|reserved_special_token_1|>",
+                                    "<|finetune_right_pad_id|>",
+                                    "<|step_id|>",
+                                    "<|start_header_id|>",
+                                    "<|end_header_id|>",
+                                    "<|eom_id|>",
+                                    "<|eot_id|>",
+                                    "<|python_tag|>",
+                                    "<|image|>"};
   for (int i = 2; names.size() < kNumSpecialTokens; ++i) {
     names.push_back(absl::StrCat("<|reserved_special_token_", i, "|>"));
   }
@@ -93,7 +100,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTiktoken(const std::string& path)
   TM_ASSIGN_OR_RETURN(auto bpe, BpeModel::FromRanks(parts.vocab.get(),
                                                     {.byte_level = true, .ignore_merges = true}));
   parts.model = std::move(bpe);
-  parts.bos_id = num_ranks;                                     // <|begin_of_text|>
+  parts.bos_id = num_ranks;                                       // <|begin_of_text|>
   parts.eos_ids = {num_ranks + 1, num_ranks + 9, num_ranks + 8};  // end_of_text, eot, eom
   parts.pad_id = -1;
   parts.prefix_ids = {parts.bos_id};

@@ -5,12 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <atomic>
 #include <map>
-#include <thread>
 #include <random>
+#include <thread>
 
 #include "tokenizer/tokenizer_test_util.h"
 #include "tokenizer/unicode.h"
@@ -23,8 +23,8 @@ using tokenizer_internal::IsValidUtf8;
 
 struct Family {
   const char* name;
-  const char* path;    // under testdata ("" = the demo byte tokenizer)
-  bool lossless;       // decode(encode(x)) == x for valid UTF-8 x
+  const char* path;  // under testdata ("" = the demo byte tokenizer)
+  bool lossless;     // decode(encode(x)) == x for valid UTF-8 x
 };
 
 const Family kFamilies[] = {
@@ -49,7 +49,8 @@ class FamilyTest : public ::testing::TestWithParam<Family> {
     const std::string path = GetParam().path;
     if (!path.empty()) TM_REQUIRE_TESTDATA(path);
     auto& slot = cache[path];
-    if (slot == nullptr) slot = path.empty() ? MakeByteTokenizer() : testing::LoadTestTokenizer(path);
+    if (slot == nullptr)
+      slot = path.empty() ? MakeByteTokenizer() : testing::LoadTestTokenizer(path);
     tok_ = slot.get();
     ASSERT_NE(tok_, nullptr);
   }
@@ -108,8 +109,9 @@ TEST_P(FamilyTest, StreamEqualsDecodeOnRandomIds) {
 }
 
 TEST_P(FamilyTest, StreamsMultibyteTextWholeCharacters) {
-  const std::string text = "\u4f60\u597d\uff0c\u4e16\u754c\uff01 \U0001F468\u200D\U0001F469\u200D"
-                           "\U0001F467 caf\u00e9 \u0928\u092e\u0938\u094d\u0924\u0947 \U0001F600!";
+  const std::string text =
+      "\u4f60\u597d\uff0c\u4e16\u754c\uff01 \U0001F468\u200D\U0001F469\u200D"
+      "\U0001F467 caf\u00e9 \u0928\u092e\u0938\u094d\u0924\u0947 \U0001F600!";
   auto ids = tok_->Encode(text, {.add_special = false});
   ASSERT_TRUE(ids.ok());
   IncrementalDetokenizer detok(*tok_);
@@ -136,7 +138,8 @@ TEST_P(FamilyTest, PrimedStreamKeepsTheContinuationSpace) {
   IncrementalDetokenizer detok(*tok_, /*skip_special=*/true);
   ASSERT_TRUE(detok.Prime(*prompt).ok());
   std::string streamed;
-  for (size_t i = prompt->size(); i < all->size(); ++i) ASSERT_TRUE(detok.Add((*all)[i], &streamed).ok());
+  for (size_t i = prompt->size(); i < all->size(); ++i)
+    ASSERT_TRUE(detok.Add((*all)[i], &streamed).ok());
   detok.Finish(&streamed);
   EXPECT_EQ(streamed, " a time");
 }
@@ -157,7 +160,8 @@ TEST_P(FamilyTest, RandomBytesNeverCrashAndAreReplacedLikeHf) {
       ASSERT_TRUE(IsValidUtf8(*text));
       std::string repaired;
       AppendUtf8Lossy(input, &repaired);
-      auto ids_repaired = tok_->Encode(repaired, {.add_special = false, .parse_special = parse_special});
+      auto ids_repaired =
+          tok_->Encode(repaired, {.add_special = false, .parse_special = parse_special});
       ASSERT_TRUE(ids_repaired.ok());
       EXPECT_EQ(*ids, *ids_repaired) << "invalid UTF-8 must encode as its U+FFFD repair";
       if (GetParam().lossless) {
@@ -225,9 +229,7 @@ TEST(LoadTokenizerTest, ErrorsNameThePath) {
   EXPECT_NE(missing.status().message().find("/nonexistent"), std::string::npos);
   const std::string dir = ::testing::TempDir() + "/tm_tok_bad";
   std::filesystem::create_directories(dir);
-  {
-    std::ofstream(dir + "/tokenizer.json") << "{ not json";
-  }
+  { std::ofstream(dir + "/tokenizer.json") << "{ not json"; }
   auto bad = LoadTokenizer(dir);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("tokenizer.json"), std::string::npos);

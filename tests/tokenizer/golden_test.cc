@@ -17,8 +17,8 @@ using testing::IdsToString;
 class GoldenTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenTest, MatchesReference) {
-  const std::string path = testing::SourceDir() + "/tests/reference/tokenizer/goldens/" +
-                           GetParam() + ".json";
+  const std::string path =
+      testing::SourceDir() + "/tests/reference/tokenizer/goldens/" + GetParam() + ".json";
   ASSERT_TRUE(std::filesystem::exists(path)) << path;
   const json golden = json::parse(testing::ReadFileOrDie(path));
   const std::string load = golden.at("load").get<std::string>();
@@ -41,7 +41,8 @@ TEST_P(GoldenTest, MatchesReference) {
     if (c.contains("ids_no_special")) {
       auto plain = tok->Encode(text, {.add_special = false, .parse_special = false});
       ASSERT_TRUE(plain.ok());
-      EXPECT_EQ(IdsToString(*plain), IdsToString(c.at("ids_no_special").get<std::vector<int32_t>>()))
+      EXPECT_EQ(IdsToString(*plain),
+                IdsToString(c.at("ids_no_special").get<std::vector<int32_t>>()))
           << GetParam() << " (parse_special off) text: '" << text << "'";
     }
     ASSERT_GE(expected.size(), prefix.size());

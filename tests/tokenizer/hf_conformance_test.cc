@@ -115,12 +115,12 @@ TEST_P(EncodedTest, MatchesTransformers) {
   EXPECT_EQ(*text, j.at("decoded_text").get<std::string>());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Files, EncodedTest,
-    ::testing::Values(Baseline{"gpt2_encoded_tokens.json", "tokenizers/gpt2"},
-                      Baseline{"llama_encoded.json", "tokenizers/llama-2"},
-                      Baseline{"llama_3.2_encoded.json", "tokenizers/llama-3"}),
-    [](const auto& info) { return std::to_string(info.index); });
+INSTANTIATE_TEST_SUITE_P(Files, EncodedTest,
+                         ::testing::Values(Baseline{"gpt2_encoded_tokens.json", "tokenizers/gpt2"},
+                                           Baseline{"llama_encoded.json", "tokenizers/llama-2"},
+                                           Baseline{"llama_3.2_encoded.json",
+                                                    "tokenizers/llama-3"}),
+                         [](const auto& info) { return std::to_string(info.index); });
 
 // The GPT-2 vocab.json + merges.txt layout gives the same tokenizer as its tokenizer.json.
 TEST(VocabMergesTest, Gpt2LayoutMatchesTokenizerJson) {

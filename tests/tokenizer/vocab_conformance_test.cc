@@ -37,8 +37,7 @@ TEST_P(VocabVectorsTest, MatchesLlamaCpp) {
 
 INSTANTIATE_TEST_SUITE_P(Gguf, VocabVectorsTest,
                          ::testing::Values("llama-spm", "phi-3", "gpt-2", "falcon", "mpt",
-                                           "starcoder", "refact", "deepseek-coder",
-                                           "deepseek-llm"),
+                                           "starcoder", "refact", "deepseek-coder", "deepseek-llm"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');
@@ -58,8 +57,8 @@ TEST(ModelVocabTest, Stories260KPromptIdsMatchGolden) {
   TM_REQUIRE_TESTDATA("golden/stories260K_greedy.json");
   auto tok = LoadTestTokenizer("models/stories260K/stories260K.gguf");
   ASSERT_NE(tok, nullptr);
-  const auto golden = nlohmann::json::parse(
-      testing::ReadFileOrDie(TestdataPath("golden/stories260K_greedy.json")));
+  const auto golden =
+      nlohmann::json::parse(testing::ReadFileOrDie(TestdataPath("golden/stories260K_greedy.json")));
   int checked = 0;
   for (const auto& c : golden.at("cases")) {
     const std::string prompt = c.at("prompt").get<std::string>();
