@@ -16,8 +16,19 @@ constexpr int kMaxGgmlDims = 4;  // GGML_MAX_DIMS
 
 // GGUF metadata value types (gguf.h's enum gguf_type).
 enum ValueType : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 
 // Block geometry of every ggml type, so that the byte size (and thus the bounds) of a
@@ -30,16 +41,16 @@ struct GgmlTypeTraits {
 };
 
 constexpr GgmlTypeTraits kGgmlTypes[] = {
-    {0, "F32", 1, 4},         {1, "F16", 1, 2},        {2, "Q4_0", 32, 18},
-    {3, "Q4_1", 32, 20},      {6, "Q5_0", 32, 22},     {7, "Q5_1", 32, 24},
-    {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 36},     {10, "Q2_K", 256, 84},
-    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144},  {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292},  {16, "IQ2_XXS", 256, 66},
+    {0, "F32", 1, 4},         {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},
+    {3, "Q4_1", 32, 20},      {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},
+    {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 36},      {10, "Q2_K", 256, 84},
+    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144},   {13, "Q5_K", 256, 176},
+    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292},   {16, "IQ2_XXS", 256, 66},
     {17, "IQ2_XS", 256, 74},  {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},
-    {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110}, {22, "IQ2_S", 256, 82},
-    {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},        {25, "I16", 1, 2},
-    {26, "I32", 1, 4},        {27, "I64", 1, 8},       {28, "F64", 1, 8},
-    {29, "IQ1_M", 256, 56},   {30, "BF16", 1, 2},      {34, "TQ1_0", 256, 54},
+    {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110},  {22, "IQ2_S", 256, 82},
+    {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},
+    {26, "I32", 1, 4},        {27, "I64", 1, 8},        {28, "F64", 1, 8},
+    {29, "IQ1_M", 256, 56},   {30, "BF16", 1, 2},       {34, "TQ1_0", 256, 54},
     {35, "TQ2_0", 256, 66},   {39, "MXFP4", 32, 17},
 };
 
@@ -52,13 +63,20 @@ const GgmlTypeTraits* FindGgmlType(uint32_t id) {
 
 std::optional<DType> DTypeOfGgmlType(uint32_t id) {
   switch (id) {
-    case ggml_type::kF32: return DType::kF32;
-    case ggml_type::kF16: return DType::kF16;
-    case ggml_type::kBF16: return DType::kBF16;
-    case ggml_type::kQ8_0: return DType::kQ8_0;
-    case ggml_type::kI32: return DType::kI32;
-    case ggml_type::kI8: return DType::kI8;
-    default: return std::nullopt;
+    case ggml_type::kF32:
+      return DType::kF32;
+    case ggml_type::kF16:
+      return DType::kF16;
+    case ggml_type::kBF16:
+      return DType::kBF16;
+    case ggml_type::kQ8_0:
+      return DType::kQ8_0;
+    case ggml_type::kI32:
+      return DType::kI32;
+    case ggml_type::kI8:
+      return DType::kI8;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -110,37 +128,83 @@ class Reader {
 };
 
 const char* ValueTypeName(uint32_t type) {
-  static constexpr const char* kNames[] = {"uint8",   "int8",  "uint16", "int16", "uint32",
-                                           "int32",   "float32", "bool", "string", "array",
-                                           "uint64",  "int64", "float64"};
+  static constexpr const char* kNames[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                           "int32",  "float32", "bool",   "string", "array",
+                                           "uint64", "int64",   "float64"};
   return type <= kF64 ? kNames[type] : "unknown";
 }
 
 // Bytes one array element of `type` takes at least (strings: their length prefix).
 size_t MinElementBytes(uint32_t type) {
   switch (type) {
-    case kU8: case kI8: case kBool: return 1;
-    case kU16: case kI16: return 2;
-    case kU32: case kI32: case kF32: return 4;
-    default: return 8;  // u64, i64, f64, string length
+    case kU8:
+    case kI8:
+    case kBool:
+      return 1;
+    case kU16:
+    case kI16:
+      return 2;
+    case kU32:
+    case kI32:
+    case kF32:
+      return 4;
+    default:
+      return 8;  // u64, i64, f64, string length
   }
 }
 
 absl::StatusOr<GgufValue> ReadScalarValue(Reader& r, uint32_t type, const std::string& what) {
   switch (type) {
-    case kU8: { TM_ASSIGN_OR_RETURN(uint8_t v, r.Scalar<uint8_t>(what)); return uint64_t{v}; }
-    case kI8: { TM_ASSIGN_OR_RETURN(int8_t v, r.Scalar<int8_t>(what)); return int64_t{v}; }
-    case kU16: { TM_ASSIGN_OR_RETURN(uint16_t v, r.Scalar<uint16_t>(what)); return uint64_t{v}; }
-    case kI16: { TM_ASSIGN_OR_RETURN(int16_t v, r.Scalar<int16_t>(what)); return int64_t{v}; }
-    case kU32: { TM_ASSIGN_OR_RETURN(uint32_t v, r.Scalar<uint32_t>(what)); return uint64_t{v}; }
-    case kI32: { TM_ASSIGN_OR_RETURN(int32_t v, r.Scalar<int32_t>(what)); return int64_t{v}; }
-    case kU64: { TM_ASSIGN_OR_RETURN(uint64_t v, r.Scalar<uint64_t>(what)); return v; }
-    case kI64: { TM_ASSIGN_OR_RETURN(int64_t v, r.Scalar<int64_t>(what)); return v; }
-    case kF32: { TM_ASSIGN_OR_RETURN(float v, r.Scalar<float>(what)); return double{v}; }
-    case kF64: { TM_ASSIGN_OR_RETURN(double v, r.Scalar<double>(what)); return v; }
-    case kBool: { TM_ASSIGN_OR_RETURN(uint8_t v, r.Scalar<uint8_t>(what)); return v != 0; }
-    case kString: { TM_ASSIGN_OR_RETURN(std::string v, r.String(what)); return v; }
-    default: return absl::InternalError("not a scalar GGUF type");
+    case kU8: {
+      TM_ASSIGN_OR_RETURN(uint8_t v, r.Scalar<uint8_t>(what));
+      return uint64_t{v};
+    }
+    case kI8: {
+      TM_ASSIGN_OR_RETURN(int8_t v, r.Scalar<int8_t>(what));
+      return int64_t{v};
+    }
+    case kU16: {
+      TM_ASSIGN_OR_RETURN(uint16_t v, r.Scalar<uint16_t>(what));
+      return uint64_t{v};
+    }
+    case kI16: {
+      TM_ASSIGN_OR_RETURN(int16_t v, r.Scalar<int16_t>(what));
+      return int64_t{v};
+    }
+    case kU32: {
+      TM_ASSIGN_OR_RETURN(uint32_t v, r.Scalar<uint32_t>(what));
+      return uint64_t{v};
+    }
+    case kI32: {
+      TM_ASSIGN_OR_RETURN(int32_t v, r.Scalar<int32_t>(what));
+      return int64_t{v};
+    }
+    case kU64: {
+      TM_ASSIGN_OR_RETURN(uint64_t v, r.Scalar<uint64_t>(what));
+      return v;
+    }
+    case kI64: {
+      TM_ASSIGN_OR_RETURN(int64_t v, r.Scalar<int64_t>(what));
+      return v;
+    }
+    case kF32: {
+      TM_ASSIGN_OR_RETURN(float v, r.Scalar<float>(what));
+      return double{v};
+    }
+    case kF64: {
+      TM_ASSIGN_OR_RETURN(double v, r.Scalar<double>(what));
+      return v;
+    }
+    case kBool: {
+      TM_ASSIGN_OR_RETURN(uint8_t v, r.Scalar<uint8_t>(what));
+      return v != 0;
+    }
+    case kString: {
+      TM_ASSIGN_OR_RETURN(std::string v, r.String(what));
+      return v;
+    }
+    default:
+      return absl::InternalError("not a scalar GGUF type");
   }
 }
 
@@ -154,24 +218,41 @@ absl::StatusOr<GgufArray> ReadArray(Reader& r, const std::string& path, const st
   TM_ASSIGN_OR_RETURN(const uint32_t elem_type, r.Scalar<uint32_t>("array element type"));
   TM_ASSIGN_OR_RETURN(const uint64_t count, r.Scalar<uint64_t>("array length"));
   if (elem_type == kArray || elem_type > kF64) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": GGUF metadata key '", key, "' is an array of ",
-        elem_type == kArray ? "arrays (nested arrays are not supported)"
-                            : absl::StrCat("unknown type ", elem_type)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": GGUF metadata key '", key, "' is an array of ",
+                     elem_type == kArray ? "arrays (nested arrays are not supported)"
+                                         : absl::StrCat("unknown type ", elem_type)));
   }
   // Checked before any allocation: a hostile count cannot exceed what the file holds.
   if (count > r.remaining() / MinElementBytes(elem_type)) {
-    return absl::DataLossError(absl::StrCat(path, ": GGUF metadata key '", key, "' claims ",
-                                            count, " elements of ", ValueTypeName(elem_type),
-                                            " but only ", r.remaining(), " bytes remain"));
+    return absl::DataLossError(absl::StrCat(path, ": GGUF metadata key '", key, "' claims ", count,
+                                            " elements of ", ValueTypeName(elem_type), " but only ",
+                                            r.remaining(), " bytes remain"));
   }
   GgufArray array;
   switch (elem_type) {
-    case kI8: case kI16: case kI32: case kI64: array = std::vector<int64_t>(); break;
-    case kU8: case kU16: case kU32: case kU64: array = std::vector<uint64_t>(); break;
-    case kF32: case kF64: array = std::vector<double>(); break;
-    case kBool: array = std::vector<bool>(); break;
-    default: array = std::vector<std::string>(); break;
+    case kI8:
+    case kI16:
+    case kI32:
+    case kI64:
+      array = std::vector<int64_t>();
+      break;
+    case kU8:
+    case kU16:
+    case kU32:
+    case kU64:
+      array = std::vector<uint64_t>();
+      break;
+    case kF32:
+    case kF64:
+      array = std::vector<double>();
+      break;
+    case kBool:
+      array = std::vector<bool>();
+      break;
+    default:
+      array = std::vector<std::string>();
+      break;
   }
   std::visit([&](auto& vec) { vec.reserve(count); }, array);
   const std::string what = absl::StrCat("element of metadata key '", key, "'");
@@ -223,8 +304,8 @@ absl::Status ParseMetadata(Reader& r, uint64_t num_kv, const std::string& path,
     } else if (type <= kF64) {
       TM_ASSIGN_OR_RETURN(value, ReadScalarValue(r, type, absl::StrCat("value of '", key, "'")));
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": GGUF metadata key '", key,
-                                                     "' has unknown value type ", type));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": GGUF metadata key '", key, "' has unknown value type ", type));
     }
     if (!metadata->emplace(key, std::move(value)).second) {
       return absl::InvalidArgumentError(
@@ -241,8 +322,8 @@ absl::StatusOr<GgufTensorInfo> ReadTensorInfo(Reader& r, const std::string& path
   const std::string what = absl::StrCat("info of tensor '", info.name, "'");
   TM_ASSIGN_OR_RETURN(const uint32_t n_dims, r.Scalar<uint32_t>(what));
   if (n_dims > kMaxGgmlDims) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", info.name, "' has ",
-                                                   n_dims, " dimensions (at most 4)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": tensor '", info.name, "' has ", n_dims, " dimensions (at most 4)"));
   }
   int64_t ne[kMaxGgmlDims] = {1, 1, 1, 1};
   for (uint32_t d = 0; d < n_dims; ++d) {
@@ -258,8 +339,8 @@ absl::StatusOr<GgufTensorInfo> ReadTensorInfo(Reader& r, const std::string& path
 
   const GgmlTypeTraits* traits = FindGgmlType(info.ggml_type);
   if (traits == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", info.name,
-                                                   "' has unknown ggml type id ", info.ggml_type));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": tensor '", info.name, "' has unknown ggml type id ", info.ggml_type));
   }
   int64_t num_elems = 1;
   for (int d = 0; d < kMaxGgmlDims; ++d) {
@@ -269,9 +350,9 @@ absl::StatusOr<GgufTensorInfo> ReadTensorInfo(Reader& r, const std::string& path
     }
   }
   if (ne[0] % traits->block_elems != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": tensor '", info.name, "' of type ", traits->name, " has row length ", ne[0],
-        ", not a multiple of its block size ", traits->block_elems));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": tensor '", info.name, "' of type ", traits->name, " has row length ",
+                     ne[0], ", not a multiple of its block size ", traits->block_elems));
   }
   int64_t num_bytes = 0;
   if (!CheckedMul(num_elems / traits->block_elems, traits->block_bytes, &num_bytes)) {
@@ -305,9 +386,9 @@ absl::Status GgufFile::Parse() {
   }
   if (version_ != 2 && version_ != 3) {
     const bool big_endian = (version_ & 0xffffu) == 0 && version_ != 0;
-    return absl::InvalidArgumentError(
-        absl::StrCat(p, ": unsupported GGUF version ", version_,
-                     big_endian ? " (a big-endian file?)" : "", "; supported: 2, 3"));
+    return absl::InvalidArgumentError(absl::StrCat(p, ": unsupported GGUF version ", version_,
+                                                   big_endian ? " (a big-endian file?)" : "",
+                                                   "; supported: 2, 3"));
   }
   TM_ASSIGN_OR_RETURN(const uint64_t num_tensors, r.Scalar<uint64_t>("tensor count"));
   TM_ASSIGN_OR_RETURN(const uint64_t num_kv, r.Scalar<uint64_t>("metadata count"));
@@ -326,8 +407,7 @@ absl::Status GgufFile::Parse() {
   constexpr size_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;
   if (num_tensors > r.remaining() / kMinTensorInfoBytes) {
     return absl::DataLossError(absl::StrCat(p, ": GGUF header claims ", num_tensors,
-                                            " tensors but only ", r.remaining(),
-                                            " bytes remain"));
+                                            " tensors but only ", r.remaining(), " bytes remain"));
   }
   tensors_.reserve(num_tensors);
   for (uint64_t i = 0; i < num_tensors; ++i) {
@@ -343,15 +423,15 @@ absl::Status GgufFile::Parse() {
   data_offset_ = (r.pos() + alignment_ - 1) / alignment_ * alignment_;
   for (GgufTensorInfo& t : tensors_) {
     if (t.offset % alignment_ != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(p, ": tensor '", t.name, "' offset ",
-                                                     t.offset, " is not a multiple of the ",
-                                                     "alignment ", alignment_));
+      return absl::InvalidArgumentError(absl::StrCat(p, ": tensor '", t.name, "' offset ", t.offset,
+                                                     " is not a multiple of the ", "alignment ",
+                                                     alignment_));
     }
     if (data_offset_ > size || t.offset > size - data_offset_ ||
         t.num_bytes > size - data_offset_ - t.offset) {
-      return absl::DataLossError(absl::StrCat(
-          p, ": tensor '", t.name, "' data (", t.num_bytes, " bytes at data offset ", t.offset,
-          ") lies outside the file of ", size, " bytes (truncated?)"));
+      return absl::DataLossError(
+          absl::StrCat(p, ": tensor '", t.name, "' data (", t.num_bytes, " bytes at data offset ",
+                       t.offset, ") lies outside the file of ", size, " bytes (truncated?)"));
     }
     t.offset += data_offset_;
   }
@@ -369,9 +449,9 @@ absl::StatusOr<TensorView> GgufFile::Tensor(const std::string& name) const {
     return absl::NotFoundError(absl::StrCat(path(), ": tensor '", name, "' not found"));
   }
   if (!t->supported) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path(), ": tensor '", name, "' has unsupported type ", GgmlTypeName(t->ggml_type),
-        " (supported: F32, F16, BF16, Q8_0, I32, I8)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path(), ": tensor '", name, "' has unsupported type ",
+                     GgmlTypeName(t->ggml_type), " (supported: F32, F16, BF16, Q8_0, I32, I8)"));
   }
   TensorView v;
   // The map is read-only; the view's non-const pointer is a TensorView convention.
@@ -380,123 +460,5 @@ absl::StatusOr<TensorView> GgufFile::Tensor(const std::string& name) const {
   v.shape = t->shape;
   return v;
 }
-
-namespace {
-
-std::string KindOf(const GgufValue& v) {
-  switch (v.index()) {
-    case 0: return "a signed integer";
-    case 1: return "an unsigned integer";
-    case 2: return "a float";
-    case 3: return "a bool";
-    case 4: return "a string";
-    default: break;
-  }
-  switch (std::get<GgufArray>(v).index()) {
-    case 0: return "an array of signed integers";
-    case 1: return "an array of unsigned integers";
-    case 2: return "an array of floats";
-    case 3: return "an array of bools";
-    default: return "an array of strings";
-  }
-}
-
-absl::Status Mismatch(const std::string& path, const std::string& key, const GgufValue& v,
-                      std::string_view expected) {
-  return absl::InvalidArgumentError(absl::StrCat(path, ": GGUF metadata key '", key, "' is ",
-                                                 KindOf(v), ", expected ",
-                                                 std::string(expected)));
-}
-
-std::optional<int64_t> AsInt64(uint64_t u) {
-  if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
-  return static_cast<int64_t>(u);
-}
-
-}  // namespace
-
-#define TM_GGUF_LOOKUP_(var, key)                                                      \
-  auto it_ = metadata_.find(key);                                                      \
-  if (it_ == metadata_.end()) {                                                        \
-    return absl::NotFoundError(                                                        \
-        absl::StrCat(path(), ": GGUF metadata key '", key, "' not found"));            \
-  }                                                                                    \
-  const GgufValue& var = it_->second
-
-absl::StatusOr<std::string> GgufFile::GetString(const std::string& key) const {
-  TM_GGUF_LOOKUP_(v, key);
-  if (const auto* s = std::get_if<std::string>(&v)) return *s;
-  return Mismatch(path(), key, v, "a string");
-}
-
-absl::StatusOr<int64_t> GgufFile::GetInt(const std::string& key) const {
-  TM_GGUF_LOOKUP_(v, key);
-  if (const auto* i = std::get_if<int64_t>(&v)) return *i;
-  if (const auto* u = std::get_if<uint64_t>(&v)) {
-    if (std::optional<int64_t> i = AsInt64(*u)) return *i;
-    return absl::InvalidArgumentError(
-        absl::StrCat(path(), ": GGUF metadata key '", key, "' = ", *u, " is out of range"));
-  }
-  return Mismatch(path(), key, v, "an integer");
-}
-
-absl::StatusOr<double> GgufFile::GetFloat(const std::string& key) const {
-  TM_GGUF_LOOKUP_(v, key);
-  if (const auto* d = std::get_if<double>(&v)) return *d;
-  if (const auto* i = std::get_if<int64_t>(&v)) return static_cast<double>(*i);
-  if (const auto* u = std::get_if<uint64_t>(&v)) return static_cast<double>(*u);
-  return Mismatch(path(), key, v, "a number");
-}
-
-absl::StatusOr<bool> GgufFile::GetBool(const std::string& key) const {
-  TM_GGUF_LOOKUP_(v, key);
-  if (const auto* b = std::get_if<bool>(&v)) return *b;
-  return Mismatch(path(), key, v, "a bool");
-}
-
-absl::StatusOr<std::vector<std::string>> GgufFile::GetStringArray(const std::string& key) const {
-  TM_GGUF_LOOKUP_(v, key);
-  if (const auto* a = std::get_if<GgufArray>(&v)) {
-    if (const auto* s = std::get_if<std::vector<std::string>>(a)) return *s;
-  }
-  return Mismatch(path(), key, v, "an array of strings");
-}
-
-absl::StatusOr<std::vector<int64_t>> GgufFile::GetIntArray(const std::string& key) const {
-  TM_GGUF_LOOKUP_(v, key);
-  if (const auto* a = std::get_if<GgufArray>(&v)) {
-    if (const auto* s = std::get_if<std::vector<int64_t>>(a)) return *s;
-    if (const auto* u = std::get_if<std::vector<uint64_t>>(a)) {
-      std::vector<int64_t> out;
-      out.reserve(u->size());
-      for (uint64_t x : *u) {
-        std::optional<int64_t> i = AsInt64(x);
-        if (!i) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              path(), ": GGUF metadata key '", key, "' holds ", x, ", out of range"));
-        }
-        out.push_back(*i);
-      }
-      return out;
-    }
-  }
-  return Mismatch(path(), key, v, "an array of integers");
-}
-
-absl::StatusOr<std::vector<double>> GgufFile::GetFloatArray(const std::string& key) const {
-  TM_GGUF_LOOKUP_(v, key);
-  if (const auto* a = std::get_if<GgufArray>(&v)) {
-    if (const auto* d = std::get_if<std::vector<double>>(a)) return *d;
-    if (const auto* s = std::get_if<std::vector<int64_t>>(a)) {
-      return std::vector<double>(s->begin(), s->end());
-    }
-    if (const auto* u = std::get_if<std::vector<uint64_t>>(a)) {
-      return std::vector<double>(u->begin(), u->end());
-    }
-  }
-  return Mismatch(path(), key, v, "an array of numbers");
-}
-
-#undef TM_GGUF_LOOKUP_
 
 }  // namespace tokenmill

@@ -14,7 +14,7 @@ namespace tokenmill {
 namespace {
 
 constexpr uint64_t kDemoSeed = 0x746f6b656e6d696cULL;  // "tokenmil"
-constexpr float kInitStd = 0.02f;                       // HF initializer_range
+constexpr float kInitStd = 0.02f;                      // HF initializer_range
 constexpr int64_t kChunkElems = int64_t{1} << 20;
 constexpr int kByteBos = 256;
 constexpr int kByteEos = 257;
@@ -101,8 +101,8 @@ absl::StatusOr<const Preset*> FindPreset(std::string_view spec) {
     if (spec == p.spec) return &p;
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown demo model '", std::string(spec),
-                                                 "' (presets: ",
-                                                 absl::StrJoin(DemoPresets(), ", "), ")"));
+                                                 "' (presets: ", absl::StrJoin(DemoPresets(), ", "),
+                                                 ")"));
 }
 
 // splitmix64's output function: a bijective mixer, so (stream, index) pairs never collide.
@@ -116,8 +116,8 @@ uint64_t Mix(uint64_t z) {
 // per value keeps generating 8B parameters in the tens of seconds.
 float StandardNormalish(uint64_t stream, int64_t index) {
   const uint64_t x = Mix(stream + static_cast<uint64_t>(index) * 0x9e3779b97f4a7c15ULL);
-  const int64_t sum = static_cast<int64_t>((x & 0xffff) + ((x >> 16) & 0xffff) +
-                                           ((x >> 32) & 0xffff) + (x >> 48));
+  const int64_t sum =
+      static_cast<int64_t>((x & 0xffff) + ((x >> 16) & 0xffff) + ((x >> 32) & 0xffff) + (x >> 48));
   return static_cast<float>(sum - 131070) * (1.0f / 37837.23f);
 }
 
@@ -240,7 +240,8 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> BuildDemoModel(std::string_view spe
   }
   b.Finish();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - start).count();
+                      std::chrono::steady_clock::now() - start)
+                      .count();
   spdlog::info("built {} with RANDOM WEIGHTS ({:.1f}M parameters, {}) in {} ms", spec,
                c.NumParameters() / 1e6, DTypeName(preset->dtype), ms);
   return model;

@@ -72,9 +72,9 @@ absl::Status InferLlama3Scaling(const GgufFile& g, const std::string& arch, Mode
   if (!t.ok()) return t.status();
   const int n = c->rope.rotary_dim / 2;
   if (t->dtype != DType::kF32 || t->NumElements() != n) {
-    return absl::InvalidArgumentError(absl::StrCat(g.path(), ": tensor 'rope_freqs.weight' must be ",
-                                                   "F32 [", n, "], got ", std::string(DTypeName(t->dtype)),
-                                                   " ", t->shape.ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(g.path(), ": tensor 'rope_freqs.weight' must be ", "F32 [", n, "], got ",
+                     std::string(DTypeName(t->dtype)), " ", t->shape.ToString()));
   }
   const float* stored = t->As<float>();
   const float factor = *std::max_element(stored, stored + n);
@@ -110,9 +110,10 @@ absl::Status ParseRope(const GgufFile& g, const std::string& arch, ModelConfig* 
   c->rope.head_dim = c->head_dim;
   TM_ASSIGN_OR_RETURN(c->rope.rotary_dim, IntKey(g, arch + ".rope.dimension_count", c->head_dim));
   if (c->rope.rotary_dim != c->head_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        g.path(), ": partial rotary embeddings (", arch, ".rope.dimension_count = ",
-        c->rope.rotary_dim, ", head_dim ", c->head_dim, ") are not supported"));
+    return absl::InvalidArgumentError(absl::StrCat(g.path(), ": partial rotary embeddings (", arch,
+                                                   ".rope.dimension_count = ", c->rope.rotary_dim,
+                                                   ", head_dim ", c->head_dim,
+                                                   ") are not supported"));
   }
   TM_ASSIGN_OR_RETURN(c->rope.theta, FloatKey(g, arch + ".rope.freq_base", 10000.0f));
   c->rope.is_neox = arch != "llama";  // llama files hold Q/K rows permuted for interleaved RoPE
@@ -125,7 +126,7 @@ absl::Status ParseRope(const GgufFile& g, const std::string& arch, ModelConfig* 
   if (type == "linear") {
     c->rope.scaling = RopeScalingType::kLinear;
     const std::string key = g.Has(arch + ".rope.scaling.factor") ? arch + ".rope.scaling.factor"
-                                                                  : arch + ".rope.scale_linear";
+                                                                 : arch + ".rope.scale_linear";
     TM_ASSIGN_OR_RETURN(c->rope.factor, FloatKey(g, key, 0.0f));
   } else if (type != "none") {
     return absl::InvalidArgumentError(absl::StrCat(g.path(), ": ", arch, ".rope.scaling.type '",
@@ -133,8 +134,8 @@ absl::Status ParseRope(const GgufFile& g, const std::string& arch, ModelConfig* 
   }
   if (g.FindTensor("rope_freqs.weight") != nullptr) {
     if (c->rope.scaling != RopeScalingType::kNone) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          g.path(), ": both ", type, " rope scaling and a rope_freqs.weight tensor"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(g.path(), ": both ", type, " rope scaling and a rope_freqs.weight tensor"));
     }
     TM_RETURN_IF_ERROR(InferLlama3Scaling(g, arch, c));
   }
@@ -180,8 +181,8 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& g) {
   const auto& supported = SupportedGgufArchitectures();
   if (std::find(supported.begin(), supported.end(), arch) == supported.end()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(g.path(), ": GGUF architecture '", arch, "' is not supported (supported: ",
-                     absl::StrJoin(supported, ", "), ")"));
+        absl::StrCat(g.path(), ": GGUF architecture '", arch,
+                     "' is not supported (supported: ", absl::StrJoin(supported, ", "), ")"));
   }
   ModelConfig c;
   c.architecture = arch;
@@ -196,11 +197,13 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& g) {
         g.path(), ": ", a, "attention.head_count = ", c.num_heads,
         " does not divide embedding_length ", c.hidden_size, " and no key_length is given"));
   }
-  TM_ASSIGN_OR_RETURN(c.head_dim, IntKey(g, a + "attention.key_length", c.hidden_size / c.num_heads));
+  TM_ASSIGN_OR_RETURN(c.head_dim,
+                      IntKey(g, a + "attention.key_length", c.hidden_size / c.num_heads));
   TM_ASSIGN_OR_RETURN(const int value_dim, IntKey(g, a + "attention.value_length", c.head_dim));
   if (value_dim != c.head_dim) {
     return absl::InvalidArgumentError(absl::StrCat(g.path(), ": attention.value_length ", value_dim,
-                                                   " != key_length ", c.head_dim, " (unsupported)"));
+                                                   " != key_length ", c.head_dim,
+                                                   " (unsupported)"));
   }
   TM_ASSIGN_OR_RETURN(c.max_position_embeddings, IntKey(g, a + "context_length", 2048));
   TM_ASSIGN_OR_RETURN(c.rms_norm_eps, FloatKey(g, a + "attention.layer_norm_rms_epsilon", 1e-5f));

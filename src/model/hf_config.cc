@@ -120,8 +120,8 @@ absl::Status ParseRopeScaling(const Json& rs, const std::string& source, RopePar
   }
   if (name == "llama3") {
     rope->scaling = RopeScalingType::kLlama3;
-    for (const char* key : {"factor", "low_freq_factor", "high_freq_factor",
-                            "original_max_position_embeddings"}) {
+    for (const char* key :
+         {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
       if (f.Find(key) == nullptr) return f.Error(absl::StrCat("rope_scaling.", key), "is required");
     }
     TM_ASSIGN_OR_RETURN(rope->factor, f.Float("factor", 0.0f));

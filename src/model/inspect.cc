@@ -39,15 +39,18 @@ uint64_t KvBytesPerToken(const ModelConfig& c, DType dtype) {
 }
 
 std::string RopeDescription(const RopeParams& r) {
-  std::string s = absl::StrCat("RoPE ", r.is_neox ? "half-split (neox)" : "interleaved",
-                               ", theta ", r.theta);
+  std::string s =
+      absl::StrCat("RoPE ", r.is_neox ? "half-split (neox)" : "interleaved", ", theta ", r.theta);
   switch (r.scaling) {
-    case RopeScalingType::kNone: break;
-    case RopeScalingType::kLinear: absl::StrAppend(&s, ", linear scaling x", r.factor); break;
+    case RopeScalingType::kNone:
+      break;
+    case RopeScalingType::kLinear:
+      absl::StrAppend(&s, ", linear scaling x", r.factor);
+      break;
     case RopeScalingType::kLlama3:
       absl::StrAppend(&s, ", llama3 scaling x", r.factor, " (low ", r.low_freq_factor, ", high ",
-                      r.high_freq_factor, ", original context ",
-                      r.original_max_position_embeddings, ")");
+                      r.high_freq_factor, ", original context ", r.original_max_position_embeddings,
+                      ")");
       break;
   }
   return s;
@@ -113,18 +116,19 @@ std::string FormatModelSummary(const ModelSummary& s) {
     absl::StrAppend(&out, absl::StrFormat("%-13s %s\n", key, value));
   };
   if (s.is_random_weights) {
-    absl::StrAppend(&out, "RANDOM WEIGHTS: a demo model built in memory; its outputs are "
-                          "meaningless.\n");
+    absl::StrAppend(&out,
+                    "RANDOM WEIGHTS: a demo model built in memory; its outputs are "
+                    "meaningless.\n");
   }
   line("model", absl::StrCat(c.name, " (", s.format, ", ", c.architecture, ")"));
   line("path", s.path);
   line("parameters", absl::StrCat(FormatCount(s.num_parameters), " (", s.num_parameters, ")"));
-  line("weights", absl::StrCat(FormatBytes(s.weight_bytes), " in ", s.num_tensors, " tensors",
-                               s.mapped_bytes == 0
-                                   ? " (in memory)"
-                                   : absl::StrCat(" (", FormatBytes(s.mapped_bytes),
-                                                  " mapped in place, ", FormatBytes(s.owned_bytes),
-                                                  " converted)")));
+  line("weights",
+       absl::StrCat(FormatBytes(s.weight_bytes), " in ", s.num_tensors, " tensors",
+                    s.mapped_bytes == 0
+                        ? " (in memory)"
+                        : absl::StrCat(" (", FormatBytes(s.mapped_bytes), " mapped in place, ",
+                                       FormatBytes(s.owned_bytes), " converted)")));
   for (const DTypeUsage& u : s.dtypes) {
     line(absl::StrCat("  ", std::string(DTypeName(u.dtype))),
          absl::StrCat(u.num_tensors, " tensors, ", FormatCount(u.num_elements), " values, ",
@@ -133,18 +137,19 @@ std::string FormatModelSummary(const ModelSummary& s) {
   if (s.file_bytes > 0) line("files", FormatBytes(s.file_bytes));
   line("layers", absl::StrCat(c.num_layers, " x (hidden ", c.hidden_size, ", ffn ",
                               c.intermediate_size, ", SwiGLU)"));
-  line("attention", absl::StrCat(c.num_heads, " heads, ", c.num_kv_heads, " KV heads (GQA ",
-                                 c.num_heads / std::max(1, c.num_kv_heads), ":1), head_dim ",
-                                 c.head_dim, c.attention_bias ? ", q/k/v bias" : "",
-                                 c.sliding_window > 0
-                                     ? absl::StrCat(", sliding window ", c.sliding_window)
-                                     : ""));
+  line("attention",
+       absl::StrCat(
+           c.num_heads, " heads, ", c.num_kv_heads, " KV heads (GQA ",
+           c.num_heads / std::max(1, c.num_kv_heads), ":1), head_dim ", c.head_dim,
+           c.attention_bias ? ", q/k/v bias" : "",
+           c.sliding_window > 0 ? absl::StrCat(", sliding window ", c.sliding_window) : ""));
   line("position", RopeDescription(c.rope));
   line("norm", absl::StrFormat("RMSNorm, eps %g", c.rms_norm_eps));
-  line("vocab", absl::StrCat(c.vocab_size, ", embeddings ",
-                             c.tie_word_embeddings ? "tied to lm_head" : "separate from lm_head",
-                             "; bos ", c.bos_token_id, ", eos ",
-                             c.eos_token_ids.empty() ? "none" : absl::StrJoin(c.eos_token_ids, " ")));
+  line("vocab",
+       absl::StrCat(c.vocab_size, ", embeddings ",
+                    c.tie_word_embeddings ? "tied to lm_head" : "separate from lm_head", "; bos ",
+                    c.bos_token_id, ", eos ",
+                    c.eos_token_ids.empty() ? "none" : absl::StrJoin(c.eos_token_ids, " ")));
   line("KV cache", absl::StrCat(FormatBytes(s.kv_bytes_per_token_f16), "/token f16/bf16, ",
                                 FormatBytes(s.kv_bytes_per_token_f32), "/token f32"));
   line("context", absl::StrCat(s.context_tokens, " tokens"));

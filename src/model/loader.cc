@@ -39,7 +39,8 @@ std::string SoleGgufIn(const fs::path& dir) {
 
 void LogLoaded(const LoadedModel& m, std::chrono::steady_clock::time_point start) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - start).count();
+                      std::chrono::steady_clock::now() - start)
+                      .count();
   spdlog::info("loaded {} ({} {}, {} layers, {:.1f}M parameters) in {} ms", m.path, m.format,
                m.config.architecture, m.config.num_layers, m.config.NumParameters() / 1e6, ms);
 }
@@ -75,7 +76,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadGgufModel(const std::string& gg
 namespace {
 
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadSafetensors(const fs::path& config_path,
-                                                            const std::string& weights_path) {
+                                                             const std::string& weights_path) {
   const auto start = std::chrono::steady_clock::now();
   auto model = std::make_unique<LoadedModel>();
   TM_ASSIGN_OR_RETURN(model->config, LoadHfConfig(config_path.string()));
@@ -105,8 +106,8 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadSafetensorsModel(const std::str
   for (const char* name : {"model.safetensors.index.json", "model.safetensors"}) {
     if (fs::exists(d / name)) return LoadSafetensors(d / "config.json", (d / name).string());
   }
-  const bool has_bin = fs::exists(d / "pytorch_model.bin") ||
-                       fs::exists(d / "pytorch_model.bin.index.json");
+  const bool has_bin =
+      fs::exists(d / "pytorch_model.bin") || fs::exists(d / "pytorch_model.bin.index.json");
   return absl::NotFoundError(absl::StrCat(
       dir, ": no model.safetensors or model.safetensors.index.json in the model directory",
       has_bin ? " (PyTorch .bin checkpoints are not supported: save them as safetensors)" : ""));
@@ -119,9 +120,10 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path) 
   if (fs::is_directory(p, ec)) {
     if (fs::exists(p / "config.json")) return LoadSafetensorsModel(path);
     if (std::string gguf = SoleGgufIn(p); !gguf.empty()) return LoadGgufModel(gguf);
-    return absl::NotFoundError(absl::StrCat(
-        path, ": directory has no config.json (Hugging Face checkpoint) and not exactly one "
-              ".gguf file"));
+    return absl::NotFoundError(
+        absl::StrCat(path,
+                     ": directory has no config.json (Hugging Face checkpoint) and not exactly one "
+                     ".gguf file"));
   }
   if (!fs::exists(p, ec)) {
     return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
@@ -139,9 +141,10 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path) 
     m->path = path;
     return m;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      path, ": not a model (expected a .gguf file, a Hugging Face checkpoint directory with "
-            "config.json and safetensors weights, or a demo spec)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(path,
+                   ": not a model (expected a .gguf file, a Hugging Face checkpoint directory with "
+                   "config.json and safetensors weights, or a demo spec)"));
 }
 
 }  // namespace tokenmill

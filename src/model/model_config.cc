@@ -29,14 +29,14 @@ absl::Status ModelConfig::Validate() const {
     const char* field;
     int value, max;
   };
-  for (const Range& r : {Range{"vocab_size", vocab_size, kMaxVocab},
-                         Range{"hidden_size", hidden_size, kMaxHidden},
-                         Range{"intermediate_size", intermediate_size, kMaxIntermediate},
-                         Range{"num_hidden_layers", num_layers, kMaxLayers},
-                         Range{"num_attention_heads", num_heads, kMaxHeads},
-                         Range{"num_key_value_heads", num_kv_heads, kMaxHeads},
-                         Range{"head_dim", head_dim, kMaxHeadDim},
-                         Range{"max_position_embeddings", max_position_embeddings, kMaxPositions}}) {
+  for (const Range& r :
+       {Range{"vocab_size", vocab_size, kMaxVocab}, Range{"hidden_size", hidden_size, kMaxHidden},
+        Range{"intermediate_size", intermediate_size, kMaxIntermediate},
+        Range{"num_hidden_layers", num_layers, kMaxLayers},
+        Range{"num_attention_heads", num_heads, kMaxHeads},
+        Range{"num_key_value_heads", num_kv_heads, kMaxHeads},
+        Range{"head_dim", head_dim, kMaxHeadDim},
+        Range{"max_position_embeddings", max_position_embeddings, kMaxPositions}}) {
     if (r.value <= 0 || r.value > r.max) {
       return bad(r.field, " = ", r.value, " is out of range [1, ", r.max, "]");
     }
@@ -61,7 +61,8 @@ absl::Status ModelConfig::Validate() const {
     return bad("RoPE dimensions (head_dim ", rope.head_dim, ", rotary_dim ", rope.rotary_dim,
                ") do not fit head_dim ", head_dim);
   }
-  if (rope.scaling != RopeScalingType::kNone && !(rope.factor > 0.0f && std::isfinite(rope.factor))) {
+  if (rope.scaling != RopeScalingType::kNone &&
+      !(rope.factor > 0.0f && std::isfinite(rope.factor))) {
     return bad("rope_scaling factor = ", rope.factor, " must be positive");
   }
   if (rope.scaling == RopeScalingType::kLlama3 &&
@@ -88,9 +89,9 @@ int64_t ModelConfig::NumParameters() const {
   const int64_t hidden = hidden_size;
   const int64_t q_dim = static_cast<int64_t>(num_heads) * head_dim;
   const int64_t kv_dim = static_cast<int64_t>(num_kv_heads) * head_dim;
-  int64_t per_layer = 2 * hidden                     // attention and ffn norms
-                      + hidden * (q_dim + 2 * kv_dim)  // wq, wk, wv
-                      + q_dim * hidden                 // wo
+  int64_t per_layer = 2 * hidden                         // attention and ffn norms
+                      + hidden * (q_dim + 2 * kv_dim)    // wq, wk, wv
+                      + q_dim * hidden                   // wo
                       + 3 * hidden * intermediate_size;  // gate, up, down
   if (attention_bias) per_layer += q_dim + 2 * kv_dim;
   const int64_t embeddings = static_cast<int64_t>(vocab_size) * hidden;

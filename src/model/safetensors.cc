@@ -24,12 +24,12 @@ struct DTypeEntry {
 };
 
 constexpr DTypeEntry kDTypes[] = {
-    {"F32", 32, DType::kF32},     {"F16", 16, DType::kF16},      {"BF16", 16, DType::kBF16},
-    {"I32", 32, DType::kI32},     {"I8", 8, DType::kI8},         {"F64", 64, std::nullopt},
-    {"I64", 64, std::nullopt},    {"U64", 64, std::nullopt},     {"U32", 32, std::nullopt},
-    {"I16", 16, std::nullopt},    {"U16", 16, std::nullopt},     {"U8", 8, std::nullopt},
-    {"BOOL", 8, std::nullopt},    {"F8_E4M3", 8, std::nullopt},  {"F8_E5M2", 8, std::nullopt},
-    {"F8_E8M0", 8, std::nullopt}, {"C64", 64, std::nullopt},     {"F4", 4, std::nullopt},
+    {"F32", 32, DType::kF32},     {"F16", 16, DType::kF16},     {"BF16", 16, DType::kBF16},
+    {"I32", 32, DType::kI32},     {"I8", 8, DType::kI8},        {"F64", 64, std::nullopt},
+    {"I64", 64, std::nullopt},    {"U64", 64, std::nullopt},    {"U32", 32, std::nullopt},
+    {"I16", 16, std::nullopt},    {"U16", 16, std::nullopt},    {"U8", 8, std::nullopt},
+    {"BOOL", 8, std::nullopt},    {"F8_E4M3", 8, std::nullopt}, {"F8_E5M2", 8, std::nullopt},
+    {"F8_E8M0", 8, std::nullopt}, {"C64", 64, std::nullopt},    {"F4", 4, std::nullopt},
     {"F6_E2M3", 6, std::nullopt}, {"F6_E3M2", 6, std::nullopt},
 };
 
@@ -97,14 +97,13 @@ absl::StatusOr<SafetensorsTensorInfo> ParseTensorEntry(const std::string& path,
                                   "] with begin after end"));
   }
   if (end > data_size) {
-    return absl::DataLossError(absl::StrCat(path, ": ", where, " data_offsets [", begin, ", ",
-                                            end, "] lie past the end of the data (", data_size,
+    return absl::DataLossError(absl::StrCat(path, ": ", where, " data_offsets [", begin, ", ", end,
+                                            "] lie past the end of the data (", data_size,
                                             " bytes; truncated file?)"));
   }
   if (end - begin != expected_bytes) {
-    return Bad(path, absl::StrCat(where, " holds ", end - begin, " bytes but ",
-                                  info.dtype_name, " of shape ", shape->dump(), " needs ",
-                                  expected_bytes));
+    return Bad(path, absl::StrCat(where, " holds ", end - begin, " bytes but ", info.dtype_name,
+                                  " of shape ", shape->dump(), " needs ", expected_bytes));
   }
   info.offset = data_start + begin;
   info.num_bytes = end - begin;
@@ -249,8 +248,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
       absl::StatusOr<std::unique_ptr<SafetensorsFile>> f =
           SafetensorsFile::Open((dir / shard).string());
       if (!f.ok()) {
-        return absl::Status(f.status().code(), absl::StrCat(f.status().message(), " (shard of ",
-                                                            path, ")"));
+        return absl::Status(f.status().code(),
+                            absl::StrCat(f.status().message(), " (shard of ", path, ")"));
       }
       c->files_.push_back(*std::move(f));
     }
@@ -270,8 +269,8 @@ std::vector<std::string> SafetensorsCheckpoint::TensorNames() const {
   return names;
 }
 
-const SafetensorsTensorInfo* SafetensorsCheckpoint::FindTensor(
-    const std::string& name, const SafetensorsFile** file) const {
+const SafetensorsTensorInfo* SafetensorsCheckpoint::FindTensor(const std::string& name,
+                                                               const SafetensorsFile** file) const {
   auto it = where_.find(name);
   if (it == where_.end()) return nullptr;
   if (file != nullptr) *file = files_[it->second].get();

@@ -10,12 +10,10 @@ namespace tokenmill::model_internal {
 
 const WeightNames& GgufWeightNames() {
   static const WeightNames kNames = {
-      "token_embd.weight",       "output_norm.weight",     "output.weight",
-      "blk.",                    ".attn_norm.weight",      ".attn_q.weight",
-      ".attn_k.weight",          ".attn_v.weight",         ".attn_output.weight",
-      ".attn_q.bias",            ".attn_k.bias",           ".attn_v.bias",
-      ".ffn_norm.weight",        ".ffn_gate.weight",       ".ffn_up.weight",
-      ".ffn_down.weight",
+      "token_embd.weight",   "output_norm.weight", "output.weight",  "blk.",
+      ".attn_norm.weight",   ".attn_q.weight",     ".attn_k.weight", ".attn_v.weight",
+      ".attn_output.weight", ".attn_q.bias",       ".attn_k.bias",   ".attn_v.bias",
+      ".ffn_norm.weight",    ".ffn_gate.weight",   ".ffn_up.weight", ".ffn_down.weight",
   };
   return kNames;
 }
@@ -50,9 +48,15 @@ std::string DimsString(const std::vector<int64_t>& dims) {
 
 size_t ElementAlignment(DType dtype) {
   switch (dtype) {
-    case DType::kF32: case DType::kI32: return 4;
-    case DType::kF16: case DType::kBF16: case DType::kQ8_0: return 2;
-    case DType::kI8: return 1;
+    case DType::kF32:
+    case DType::kI32:
+      return 4;
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kQ8_0:
+      return 2;
+    case DType::kI8:
+      return 1;
   }
   return 1;
 }
@@ -102,13 +106,14 @@ class Binder {
     const DType dtype = *t.dtype;
     if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16 &&
         dtype != DType::kQ8_0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          t.file, ": tensor '", name, "' has dtype ", t.dtype_name,
-          "; weight matrices must be F32, F16, BF16 or Q8_0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(t.file, ": tensor '", name, "' has dtype ", t.dtype_name,
+                       "; weight matrices must be F32, F16, BF16 or Q8_0"));
     }
     if (dtype == DType::kQ8_0 && cols % kQ8_0BlockElems != 0) {
       return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor '", name, "' is Q8_0 with ",
-                                                     cols, " input features, not a multiple of 32"));
+                                                     cols,
+                                                     " input features, not a multiple of 32"));
     }
     TensorView v;
     v.dtype = dtype;
@@ -151,9 +156,9 @@ class Binder {
                                                      " (supported: F32, F16, BF16, Q8_0)"));
     }
     if (t->dims != dims) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          t->file, ": tensor '", name, "' has shape ", DimsString(t->dims), ", expected ",
-          DimsString(dims), " from the model config"));
+      return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", name, "' has shape ",
+                                                     DimsString(t->dims), ", expected ",
+                                                     DimsString(dims), " from the model config"));
     }
     return *std::move(t);
   }

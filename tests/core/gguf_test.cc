@@ -372,8 +372,7 @@ TEST(GgufTest, MalformedTensorInfosAreErrors) {
   };
   ExpectOpenFails(file(TensorInfo("t", {1, 1, 1, 1, 1}, 0, 0)), "5 dimensions");
   ExpectOpenFails(file(TensorInfo("t", {~uint64_t{0}}, 0, 0)), "dimension 0");
-  ExpectOpenFails(file(TensorInfo("t", {uint64_t{1} << 40, uint64_t{1} << 40}, 0, 0)),
-                  "overflows");
+  ExpectOpenFails(file(TensorInfo("t", {uint64_t{1} << 40, uint64_t{1} << 40}, 0, 0)), "overflows");
   ExpectOpenFails(file(TensorInfo("t", {uint64_t{1} << 61}, 0, 0)), "byte size that overflows");
   ExpectOpenFails(file(TensorInfo("t", {uint64_t{1} << 40}, 0, 0)), "outside the file");
   ExpectOpenFails(file(TensorInfo("t", {4}, 99, 0)), "unknown ggml type id 99");

@@ -105,7 +105,8 @@ TEST(HfConfigTest, DefaultsFollowTransformers) {
   EXPECT_THAT(none->eos_token_ids, ElementsAre(7));
   auto by_type = ParseHfConfig(
       R"({"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128,
-          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2})", "q.json");
+          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2})",
+      "q.json");
   ASSERT_TRUE(by_type.ok()) << by_type.status();
   EXPECT_EQ(by_type->architecture, "Qwen2ForCausalLM");
   EXPECT_EQ(by_type->vocab_size, 151936);
@@ -127,7 +128,8 @@ TEST(HfConfigTest, LinearScalingLegacyKeyHeadDimAndRopeParameters) {
   // transformers >= 5 writes rope_parameters instead of rope_theta / rope_scaling.
   auto v5 = ParseHfConfig(Llama(R"("rope_parameters": {"rope_theta": 500000.0, "rope_type":
       "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-      "original_max_position_embeddings": 8192})"), "c");
+      "original_max_position_embeddings": 8192})"),
+                          "c");
   ASSERT_TRUE(v5.ok()) << v5.status();
   EXPECT_EQ(v5->rope.theta, 500000.0f);
   EXPECT_EQ(v5->rope.scaling, RopeScalingType::kLlama3);
@@ -142,15 +144,21 @@ TEST(HfConfigTest, SlidingWindowPerArchitecture) {
   ASSERT_TRUE(mistral01.ok()) << mistral01.status();
   EXPECT_EQ(mistral01->sliding_window, 4096);
   auto qwen_all = ParseHfConfig(R"({"architectures": ["Qwen2ForCausalLM"], "use_sliding_window":
-      true, "sliding_window": 256, "max_window_layers": 0, )" + dims + "}", "q");
+      true, "sliding_window": 256, "max_window_layers": 0, )" +
+                                    dims + "}",
+                                "q");
   ASSERT_TRUE(qwen_all.ok()) << qwen_all.status();
   EXPECT_EQ(qwen_all->sliding_window, 256);
   auto qwen_none = ParseHfConfig(R"({"architectures": ["Qwen2ForCausalLM"], "use_sliding_window":
-      true, "sliding_window": 256, "max_window_layers": 2, )" + dims + "}", "q");
+      true, "sliding_window": 256, "max_window_layers": 2, )" +
+                                     dims + "}",
+                                 "q");
   ASSERT_TRUE(qwen_none.ok()) << qwen_none.status();
   EXPECT_EQ(qwen_none->sliding_window, 0);
   auto qwen_mixed = ParseHfConfig(R"({"architectures": ["Qwen2ForCausalLM"], "use_sliding_window":
-      true, "sliding_window": 256, "max_window_layers": 1, )" + dims + "}", "q.json");
+      true, "sliding_window": 256, "max_window_layers": 1, )" +
+                                      dims + "}",
+                                  "q.json");
   ASSERT_FALSE(qwen_mixed.ok());
   EXPECT_THAT(qwen_mixed.status().message(), HasSubstr("q.json: field 'max_window_layers'"));
   auto llama = ParseHfConfig(Llama(R"("sliding_window": 16)"), "c");
@@ -171,7 +179,8 @@ TEST(HfConfigTest, ClearErrors) {
                     "architecture 'GPT2LMHeadModel' is not supported (supported: "
                     "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
   ExpectConfigError(R"({"hidden_size": 4})", "'(none given)' is not supported");
-  ExpectConfigError(R"({"architectures": ["LlamaForCausalLM"]})", "field 'hidden_size' is required");
+  ExpectConfigError(R"({"architectures": ["LlamaForCausalLM"]})",
+                    "field 'hidden_size' is required");
   ExpectConfigError(Llama(R"("num_key_value_heads": "two")"),
                     "field 'num_key_value_heads' must be an integer, got \"two\"");
   ExpectConfigError(Llama(R"("num_key_value_heads": 1.5)"), "must be an integer");
@@ -191,7 +200,8 @@ TEST(HfConfigTest, ClearErrors) {
   ExpectConfigError(Llama(R"("num_attention_heads": 0)"), "num_attention_heads");
   ExpectConfigError(Llama(R"("num_attention_heads": 5)"), "does not divide hidden_size 64");
   ExpectConfigError(Llama(R"("vocab_size": -3)"), "vocab_size = -3 is out of range");
-  ExpectConfigError(Llama(R"("hidden_size": 99999999999)"), "field 'hidden_size' must be an integer");
+  ExpectConfigError(Llama(R"("hidden_size": 99999999999)"),
+                    "field 'hidden_size' must be an integer");
   ExpectConfigError(Llama(R"("eos_token_id": 100)"), "eos_token_id 100 is outside the vocabulary");
   ExpectConfigError(Llama(R"("rope_theta": -1)"), "rope_theta");
 }
@@ -351,8 +361,7 @@ TEST(GgufConfigTest, Llama3ScalingFromRopeFreqsTensor) {
   EXPECT_EQ(c->rope.high_freq_factor, 4.0f);
 
   GgufWriter odd = LlamaMetadata();
-  odd.AddTensor("rope_freqs.weight", ggml_type::kF32, {8},
-                F32Bytes({1, 1.5f, 1, 2, 3, 1, 1, 9}));
+  odd.AddTensor("rope_freqs.weight", ggml_type::kF32, {8}, F32Bytes({1, 1.5f, 1, 2, 3, 1, 1, 9}));
   auto bad = ConfigOf(odd, dir);
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("rope_freqs.weight"));

@@ -17,8 +17,8 @@ std::vector<const TensorView*> AllTensors(const LoadedModel& m) {
   std::vector<const TensorView*> out = {&m.weights.tok_embd, &m.weights.output_norm,
                                         &m.weights.lm_head};
   for (const LayerWeights& l : m.weights.layers) {
-    for (const TensorView* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate,
-                                &l.w_up, &l.w_down}) {
+    for (const TensorView* t :
+         {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) {
       out.push_back(t);
     }
   }

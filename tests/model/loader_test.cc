@@ -51,16 +51,20 @@ std::vector<const TensorView*> Matrices(const LoadedModel& m) {
 
 float ValueAt(const TensorView& t, int64_t i) {
   switch (t.dtype) {
-    case DType::kF32: return t.As<float>()[i];
-    case DType::kF16: return F16ToF32(t.As<uint16_t>()[i]);
-    case DType::kBF16: return Bf16ToF32(t.As<uint16_t>()[i]);
+    case DType::kF32:
+      return t.As<float>()[i];
+    case DType::kF16:
+      return F16ToF32(t.As<uint16_t>()[i]);
+    case DType::kBF16:
+      return Bf16ToF32(t.As<uint16_t>()[i]);
     case DType::kQ8_0: {
       const uint8_t* block = static_cast<const uint8_t*>(t.data) + (i / 32) * kQ8_0BlockBytes;
       uint16_t d;
       std::memcpy(&d, block, 2);
       return F16ToF32(d) * static_cast<int8_t>(block[2 + i % 32]);
     }
-    default: return NAN;
+    default:
+      return NAN;
   }
 }
 
@@ -257,8 +261,8 @@ TEST(LoaderTest, EveryMissingTensorIsNamed) {
     ASSERT_TRUE(WriteHfCheckpoint(tiny, hf_dir).ok());
     auto hf = LoadModel(hf_dir);
     ASSERT_FALSE(hf.ok()) << t.name;
-    EXPECT_THAT(hf.status().message(), HasSubstr("model.safetensors: tensor '" + t.name +
-                                                 "' not found"));
+    EXPECT_THAT(hf.status().message(),
+                HasSubstr("model.safetensors: tensor '" + t.name + "' not found"));
     ASSERT_TRUE(WriteGgufModel(tiny, dir.File("m.gguf")).ok());
     auto gguf = LoadModel(dir.File("m.gguf"));
     ASSERT_FALSE(gguf.ok()) << t.name;
@@ -317,9 +321,9 @@ TEST(LoaderTest, UnsupportedDTypesNameFileTensorAndDType) {
   ASSERT_TRUE(WriteGgufModel(q4k, dir.File("q4k.gguf")).ok());
   auto m = LoadModel(dir.File("q4k.gguf"));
   ASSERT_FALSE(m.ok());
-  EXPECT_THAT(m.status().message(), HasSubstr(dir.File("q4k.gguf") +
-                                              ": tensor 'blk.1.ffn_gate.weight' has unsupported "
-                                              "dtype Q4_K"));
+  EXPECT_THAT(m.status().message(),
+              HasSubstr(dir.File("q4k.gguf") + ": tensor 'blk.1.ffn_gate.weight' has unsupported "
+                                               "dtype Q4_K"));
 }
 
 TEST(LoaderTest, UnsupportedArchitectureAndBadConfig) {
@@ -383,8 +387,8 @@ TEST(LoaderTest, RandomCorruptionNeverCrashes) {
     const size_t region = target == 0 ? 1200 : target == 1 ? 8 + st_header : bytes.size();
     for (int i = 0, n = 1 + static_cast<int>(rng() % 3); i < n; ++i) {
       const size_t pos = rng() % std::min(region, bytes.size());
-      bytes[pos] = target == 0 || pos < 8 ? static_cast<char>(rng())
-                                          : alphabet[rng() % alphabet.size()];
+      bytes[pos] =
+          target == 0 || pos < 8 ? static_cast<char>(rng()) : alphabet[rng() % alphabet.size()];
     }
     std::string path = dir.File("bad.gguf");
     if (target == 0) {

@@ -2,9 +2,9 @@
 
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "absl/strings/str_cat.h"
 #include "model/testing/gguf_writer.h"
 #include "model/testing/safetensors_writer.h"
 #include "model/testing/temp_dir.h"
@@ -132,33 +132,35 @@ TEST(SafetensorsTest, MalformedHeadersAreErrors) {
   ExpectOpenFails(SafetensorsBytes("[1, 2]", data), "does not start with '{'");
   ExpectOpenFails(SafetensorsBytes("{\"a\": ", data), "not valid JSON");
   ExpectOpenFails(SafetensorsBytes(OneEntry("t", "3"), data), "'t' header entry");
-  ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"shape":[1],"data_offsets":[0,4]})"), data), "'t' has no string dtype");
-  ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"dtype":"Q4","shape":[1],"data_offsets":[0,4]})"), data),
+  ExpectOpenFails(SafetensorsBytes(OneEntry("t", R"({"shape":[1],"data_offsets":[0,4]})"), data),
+                  "'t' has no string dtype");
+  ExpectOpenFails(
+      SafetensorsBytes(OneEntry("t", R"({"dtype":"Q4","shape":[1],"data_offsets":[0,4]})"), data),
       "unknown dtype 'Q4'");
-  ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"dtype":"F32","data_offsets":[0,4]})"), data), "no shape");
-  ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"dtype":"F32","shape":[-1],"data_offsets":[0,4]})"), data),
+  ExpectOpenFails(SafetensorsBytes(OneEntry("t", R"({"dtype":"F32","data_offsets":[0,4]})"), data),
+                  "no shape");
+  ExpectOpenFails(
+      SafetensorsBytes(OneEntry("t", R"({"dtype":"F32","shape":[-1],"data_offsets":[0,4]})"), data),
       "invalid dimension -1");
   ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"dtype":"F32","shape":[1.5],"data_offsets":[0,4]})"), data),
-      "invalid dimension");
-  ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]})"), data),
+                      OneEntry("t", R"({"dtype":"F32","shape":[1.5],"data_offsets":[0,4]})"), data),
+                  "invalid dimension");
+  ExpectOpenFails(
+      SafetensorsBytes(
+          OneEntry("t", R"({"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]})"),
+          data),
       "overflows");
-  ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"dtype":"F32","shape":[1],"data_offsets":[4]})"), data),
+  ExpectOpenFails(
+      SafetensorsBytes(OneEntry("t", R"({"dtype":"F32","shape":[1],"data_offsets":[4]})"), data),
       "no data_offsets");
-  ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"dtype":"F32","shape":[1],"data_offsets":[8,4]})"), data),
+  ExpectOpenFails(
+      SafetensorsBytes(OneEntry("t", R"({"dtype":"F32","shape":[1],"data_offsets":[8,4]})"), data),
       "begin after end");
   ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"dtype":"F32","shape":[1],"data_offsets":[64,68]})"), data),
-      "'t' data_offsets [64, 68] lie past the end");
-  ExpectOpenFails(SafetensorsBytes(
-      OneEntry("t", R"({"dtype":"F32","shape":[2],"data_offsets":[0,4]})"), data),
+                      OneEntry("t", R"({"dtype":"F32","shape":[1],"data_offsets":[64,68]})"), data),
+                  "'t' data_offsets [64, 68] lie past the end");
+  ExpectOpenFails(
+      SafetensorsBytes(OneEntry("t", R"({"dtype":"F32","shape":[2],"data_offsets":[0,4]})"), data),
       "'t' holds 4 bytes but F32 of shape [2] needs 8");
   ExpectOpenFails(SafetensorsBytes(R"({"a": {"dtype":"F32","shape":[2],"data_offsets":[0,8]},
                                        "b": {"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",

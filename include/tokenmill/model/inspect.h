@@ -21,17 +21,17 @@ struct DTypeUsage {
 struct ModelSummary {
   ModelConfig config;
   std::string path;
-  std::string format;            // "gguf", "safetensors", "demo"
+  std::string format;  // "gguf", "safetensors", "demo"
   bool is_random_weights = false;
-  int64_t num_parameters = 0;    // from the config (a tied lm_head counted once)
+  int64_t num_parameters = 0;  // from the config (a tied lm_head counted once)
   // The weight tensors as held in memory (a tied lm_head counted once), by dtype, largest
   // first. Norms and biases appear as F32 (the loader converts them).
   std::vector<DTypeUsage> dtypes;
   int num_tensors = 0;
-  uint64_t weight_bytes = 0;     // all weight tensors
-  uint64_t mapped_bytes = 0;     // of which used in place from memory-mapped files
-  uint64_t owned_bytes = 0;      // of which converted copies or generated tensors
-  uint64_t file_bytes = 0;       // size of the files mapped (0 for the demo model)
+  uint64_t weight_bytes = 0;  // all weight tensors
+  uint64_t mapped_bytes = 0;  // of which used in place from memory-mapped files
+  uint64_t owned_bytes = 0;   // of which converted copies or generated tensors
+  uint64_t file_bytes = 0;    // size of the files mapped (0 for the demo model)
   // KV cache for one token across all layers (K and V).
   uint64_t kv_bytes_per_token_f32 = 0;
   uint64_t kv_bytes_per_token_f16 = 0;  // also bf16

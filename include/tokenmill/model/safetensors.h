@@ -24,10 +24,10 @@ namespace tokenmill {
 
 struct SafetensorsTensorInfo {
   std::string name;
-  std::string dtype_name;       // as written: "F32", "BF16", "F64", "F8_E4M3", ...
-  std::optional<DType> dtype;   // set when tokenmill can compute with it (F32/F16/BF16/I32/I8)
-  std::vector<int64_t> dims;    // row-major, outermost first; may exceed kMaxDims
-  uint64_t offset = 0;          // of the first byte, from the start of the file
+  std::string dtype_name;      // as written: "F32", "BF16", "F64", "F8_E4M3", ...
+  std::optional<DType> dtype;  // set when tokenmill can compute with it (F32/F16/BF16/I32/I8)
+  std::vector<int64_t> dims;   // row-major, outermost first; may exceed kMaxDims
+  uint64_t offset = 0;         // of the first byte, from the start of the file
   uint64_t num_bytes = 0;
 };
 

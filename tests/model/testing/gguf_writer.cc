@@ -22,9 +22,7 @@ void GgufWriter::AddU8(const std::string& k, uint8_t v) { Key(k, GgufValueType::
 void GgufWriter::AddI8(const std::string& k, int8_t v) {
   Key(k, GgufValueType::kI8).U8(static_cast<uint8_t>(v));
 }
-void GgufWriter::AddU16(const std::string& k, uint16_t v) {
-  Key(k, GgufValueType::kU16).U16(v);
-}
+void GgufWriter::AddU16(const std::string& k, uint16_t v) { Key(k, GgufValueType::kU16).U16(v); }
 void GgufWriter::AddI16(const std::string& k, int16_t v) {
   Key(k, GgufValueType::kI16).U16(static_cast<uint16_t>(v));
 }
@@ -35,9 +33,7 @@ void GgufWriter::AddU32(const std::string& k, uint32_t v) {
 void GgufWriter::AddI32(const std::string& k, int32_t v) {
   Key(k, GgufValueType::kI32).U32(static_cast<uint32_t>(v));
 }
-void GgufWriter::AddU64(const std::string& k, uint64_t v) {
-  Key(k, GgufValueType::kU64).U64(v);
-}
+void GgufWriter::AddU64(const std::string& k, uint64_t v) { Key(k, GgufValueType::kU64).U64(v); }
 void GgufWriter::AddI64(const std::string& k, int64_t v) {
   Key(k, GgufValueType::kI64).U64(static_cast<uint64_t>(v));
 }

@@ -28,7 +28,8 @@ bool HasBias(const TinyModelOptions& o) { return o.attention_bias || IsQwen2(o);
 // layout to the interleaved one (llama.cpp convert_hf_to_gguf.py, LlamaModel.permute).
 std::vector<float> PermuteForInterleavedRope(const std::vector<float>& v, int num_heads,
                                              int head_dim, int64_t cols) {
-  if (v.size() != static_cast<size_t>(num_heads) * head_dim * cols) return v;  // a broken test shape
+  if (v.size() != static_cast<size_t>(num_heads) * head_dim * cols)
+    return v;  // a broken test shape
   std::vector<float> out(v.size());
   const int half = head_dim / 2;
   for (int h = 0; h < num_heads; ++h) {
@@ -124,7 +125,9 @@ nlohmann::json HfConfigJson(const TinyModel& m) {
       {"bos_token_id", 1},
       {"eos_token_id", 2},
       {"hidden_act", "silu"},
-      {"torch_dtype", o.dtype == "BF16" ? "bfloat16" : o.dtype == "F16" ? "float16" : "float32"},
+      {"torch_dtype", o.dtype == "BF16"  ? "bfloat16"
+                      : o.dtype == "F16" ? "float16"
+                                         : "float32"},
   };
   if (o.architecture == "MistralForCausalLM") j["sliding_window"] = nullptr;
   j.merge_patch(o.extra_config);
@@ -148,13 +151,20 @@ std::string EncodeTensor(const std::vector<float>& values, const std::string& dt
     return out;
   }
   for (float x : values) {
-    if (dtype == "F32") put(x);
-    else if (dtype == "F16") put(F32ToF16(x));
-    else if (dtype == "BF16") put(F32ToBf16(x));
-    else if (dtype == "F64") put(static_cast<double>(x));
-    else if (dtype == "I32") put(static_cast<int32_t>(x));
-    else if (dtype == "I8") put(static_cast<int8_t>(x));
-    else ADD_FAILURE() << "cannot encode dtype " << dtype;
+    if (dtype == "F32")
+      put(x);
+    else if (dtype == "F16")
+      put(F32ToF16(x));
+    else if (dtype == "BF16")
+      put(F32ToBf16(x));
+    else if (dtype == "F64")
+      put(static_cast<double>(x));
+    else if (dtype == "I32")
+      put(static_cast<int32_t>(x));
+    else if (dtype == "I8")
+      put(static_cast<int8_t>(x));
+    else
+      ADD_FAILURE() << "cannot encode dtype " << dtype;
   }
   return out;
 }
@@ -181,7 +191,8 @@ absl::Status WriteHfCheckpoint(const TinyModel& m, const std::string& dir, int n
   if (num_shards <= 1) {
     SafetensorsWriter w;
     w.SetMetadata("format", "pt");
-    for (const TinyTensor& t : m.tensors) w.AddTensor(t.name, DTypeOf(m, t), t.shape, BytesOf(m, t));
+    for (const TinyTensor& t : m.tensors)
+      w.AddTensor(t.name, DTypeOf(m, t), t.shape, BytesOf(m, t));
     return w.WriteFile(dir + "/model.safetensors");
   }
   std::vector<SafetensorsWriter> shards(num_shards);

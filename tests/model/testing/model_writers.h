@@ -33,18 +33,18 @@ struct TinyModelOptions {
   // q/k/v biases (always on for Qwen2). HF Llama configs cannot express q/k/v-only
   // biases, so for Llama only the GGUF file carries them meaningfully.
   bool attention_bias = false;
-  std::string dtype = "F32";    // weight-matrix dtype: F32, F16, BF16; Q8_0 (GGUF only)
+  std::string dtype = "F32";  // weight-matrix dtype: F32, F16, BF16; Q8_0 (GGUF only)
   uint32_t seed = 1;
   float init_std = 0.1f;
   nlohmann::json extra_config = nlohmann::json::object();  // merged into config.json
 };
 
 struct TinyTensor {
-  std::string name;             // Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight
-  std::vector<int64_t> shape;   // row-major
-  std::vector<float> values;    // what the tensor holds (before dtype rounding)
-  std::string dtype;            // "" = the model's dtype (matrices) or F32 (norms, biases)
-  std::string raw_bytes;        // when set, written as-is instead of `values`
+  std::string name;            // Hugging Face name, e.g. model.layers.0.self_attn.q_proj.weight
+  std::vector<int64_t> shape;  // row-major
+  std::vector<float> values;   // what the tensor holds (before dtype rounding)
+  std::string dtype;           // "" = the model's dtype (matrices) or F32 (norms, biases)
+  std::string raw_bytes;       // when set, written as-is instead of `values`
 };
 
 struct TinyModel {
