@@ -202,6 +202,49 @@ FAMILIES = {
 }
 
 
+SYNTHETIC_TEXTS = [
+    "The quick brown fox", "  Hello,   world!!  ", "naïve ＡＢＣ ﬁne", "cat concat cat.", "a <tool> b",
+    "x<tool>y", "un-believable!!! ...", "3.14159 and 1,000,000", "ÅngströmΩ zzz qqq", "",
+    "\t tabs\tand\nnewlines\n", "emoji \U0001F600 here", "kebab-case_under", "日本語 text",
+]
+
+
+def make_synthetic():
+    """Tiny BPE tokenizers trained here to exercise pipeline parts the real files don't:
+    Metaspace split/prepend schemes, NFKC/NFD/Lowercase/Strip/Replace-regex normalizers,
+    Split/Digits/Punctuation/WhitespaceSplit, unk fusing, subword affixes, and added tokens
+    with lstrip/rstrip/single_word."""
+    from tokenizers import (Tokenizer, models, pre_tokenizers, normalizers, decoders,
+                            trainers, AddedToken, Regex)
+    corpus = ["The quick brown fox jumps over the lazy dog 12345 times.", "Hello, world! Hello again; world...",
+              "naïve café résumé ＡＢＣ ﬁne 2024-11-27", "tokenizers split words into pieces: un-believable!",
+              "Numbers 3.14159 and 1,000,000 and 42", "under_score camelCase kebab-case"] * 20
+    def train(pre, norm, dec, **model_kwargs):
+        tok = Tokenizer(models.BPE(unk_token="[UNK]", **model_kwargs))
+        tok.normalizer = norm; tok.pre_tokenizer = pre; tok.decoder = dec
+        kw = {k: v for k, v in model_kwargs.items() if k in ("continuing_subword_prefix", "end_of_word_suffix")}
+        tr = trainers.BpeTrainer(vocab_size=180, special_tokens=["[UNK]", "<bos>"], show_progress=False, **kw)
+        tok.train_from_iterator(corpus, tr)
+        return tok
+    a = train(pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
+              normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()]), decoders.Metaspace(prepend_scheme="always"), fuse_unk=True)
+    a.add_tokens([AddedToken("<tool>", lstrip=True, rstrip=True), AddedToken("cat", single_word=True)])
+    b = train(pre_tokenizers.Sequence([pre_tokenizers.Split(" ", "merged_with_previous"), pre_tokenizers.Digits(individual_digits=False), pre_tokenizers.Punctuation("contiguous")]),
+              normalizers.Sequence([normalizers.Strip(left=True, right=True), normalizers.Replace(Regex("[0-9]+"), "#")]), decoders.Fuse())
+    c = train(pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(prepend_scheme="first", split=False)]), normalizers.NFD(), decoders.Metaspace(prepend_scheme="first"),
+              continuing_subword_prefix="##", end_of_word_suffix="</w>")
+
+    out = []
+    for name, tok in (("metaspace_nfkc_lower", a), ("split_digits_punct", b), ("affixes_nfd", c)):
+        cases = []
+        for text in SYNTHETIC_TEXTS:
+            ids = tok.encode(text).ids
+            cases.append({"text": text, "ids": ids,
+                          "decoded": tok.decode(ids, skip_special_tokens=False)})
+        out.append({"name": name, "tokenizer": json.loads(tok.to_str()), "cases": cases})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--testdata", default=os.path.join(ROOT, "..", "shared", "testdata"))
@@ -214,6 +257,10 @@ def main():
     import tokenizers, tiktoken, transformers
     versions = {"tokenizers": tokenizers.__version__, "tiktoken": tiktoken.__version__,
                 "transformers": transformers.__version__}
+    synthetic = make_synthetic()
+    with open(os.path.join(args.out, "synthetic.json"), "w", encoding="utf-8") as f:
+        json.dump({"versions": versions, "tokenizers": synthetic}, f, ensure_ascii=False,
+                  separators=(",", ":"))
     for name, (cls, rel, load) in FAMILIES.items():
         ref = cls(os.path.join(args.testdata, "tokenizers", rel))
         cases = []
