@@ -1,11 +1,45 @@
-// tokenmill command line: generate, inspect, tokenize, serve, bench, report.
+// tokenmill: generate, inspect, tokenize, detokenize, chat-template (serve, bench and
+// report join as they land).
+#include <functional>
 #include <iostream>
+#include <string>
 
 #include "CLI/CLI.hpp"
+#include "server/commands.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+#include "tokenmill/backend/cpu_backend.h"
+
+namespace {
+
+std::string VersionText() {
+  std::string s = std::string("tokenmill ") + TOKENMILL_VERSION + "\n";
+  s += std::string("backends: cpu (compiled, usable; kernels ") +
+       std::string(tokenmill::CpuKernelSetName()) + ")";
+#ifdef TOKENMILL_HAVE_CUDA
+  s += ", cuda (compiled; usable only with a visible NVIDIA GPU)";
+#else
+  s += ", cuda (not compiled)";
+#endif
+  return s;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
+  // Logs go to stderr: stdout carries generated text and JSON that scripts parse.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("tokenmill"));
   CLI::App app{"tokenmill: LLM inference serving engine"};
-  app.set_version_flag("--version", std::string("tokenmill ") + TOKENMILL_VERSION);
+  app.set_version_flag("--version", VersionText());
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  std::function<int()> action;
+  tokenmill::AddGenerateCommand(app, &action);
+  tokenmill::AddInspectCommand(app, &action);
+  tokenmill::AddTokenizerCommands(app, &action);
   CLI11_PARSE(app, argc, argv);
-  return 0;
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  return action ? action() : 0;
 }
