@@ -123,11 +123,21 @@ void BM_Encode32kPrompt(benchmark::State& state, const char* rel) {
   state.counters["tokens"] = static_cast<double>(num_tokens);
 }
 
+// Load time (parse + build every table), what a server pays at startup.
+void BM_Load(benchmark::State& state, const char* rel) {
+  for (auto _ : state) {
+    auto tok = LoadTokenizer(TestdataDir() + "/" + rel);
+    if (!tok.ok()) return state.SkipWithError("tokenizer files absent");
+    benchmark::DoNotOptimize(tok);
+  }
+}
+
 #define TM_TOKENIZER_BENCH(name, rel)                                                \
   BENCHMARK_CAPTURE(BM_Encode, name, rel)->Unit(benchmark::kMillisecond);            \
   BENCHMARK_CAPTURE(BM_Decode, name, rel)->Unit(benchmark::kMillisecond);            \
   BENCHMARK_CAPTURE(BM_DecodeIncremental, name, rel)->Unit(benchmark::kMillisecond); \
-  BENCHMARK_CAPTURE(BM_Encode32kPrompt, name, rel)->Unit(benchmark::kMillisecond)
+  BENCHMARK_CAPTURE(BM_Encode32kPrompt, name, rel)->Unit(benchmark::kMillisecond);   \
+  BENCHMARK_CAPTURE(BM_Load, name, rel)->Unit(benchmark::kMillisecond)
 
 TM_TOKENIZER_BENCH(llama3_tiktoken, "tokenizers/llama-3");
 TM_TOKENIZER_BENCH(llama2_hf_json, "tokenizers/llama-2");
