@@ -53,14 +53,16 @@ class BpeModel final : public WordModel {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   }
   BpeModel(const Vocab* vocab, BpeOptions options);
+  void EncodeChunk(std::string_view word, std::vector<int32_t>* out) const;
   void InitialSymbols(std::string_view word, std::vector<int32_t>* ids) const;
   void MergeAll(std::vector<int32_t>* ids) const;
 
   const Vocab* vocab_;
   BpeOptions options_;
   absl::flat_hash_map<uint64_t, Merge> merges_;
-  int32_t byte_ids_[256];      // single-byte tokens (byte-level), -1 when absent
-  int32_t fallback_ids_[256];  // <0xNN> tokens, -1 when absent
+  bool split_at_metaspace_ = false;  // see MetaspaceSplitIsExact in bpe_model.cc
+  int32_t byte_ids_[256];            // single-byte tokens (byte-level), -1 when absent
+  int32_t fallback_ids_[256];        // <0xNN> tokens, -1 when absent
 };
 
 // llama.cpp llm_tokenizer_spm: merges the adjacent pair whose concatenation is the
@@ -71,8 +73,11 @@ class SpmModel final : public WordModel {
   void EncodeWord(std::string_view word, std::vector<int32_t>* out) const override;
 
  private:
+  void EncodeChunk(std::string_view text, std::vector<int32_t>* out) const;
+
   const Vocab* vocab_;
   std::vector<float> scores_;
+  bool split_at_metaspace_ = false;
   int32_t fallback_ids_[256];
 };
 
