@@ -30,12 +30,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   if (options.max_pending_requests < 0) {
     return absl::InvalidArgumentError("engine.max_pending_requests must be >= 0");
   }
+  TM_RETURN_IF_ERROR(options.accounting.cost.Validate());
   EngineOptions effective = options;
   effective.scheduler = sc;
   std::unique_ptr<Engine> engine(new Engine(effective, std::move(executor), clock));
   engine->kv_ = std::make_unique<KvCacheManager>(kc);
   engine->scheduler_ = std::make_unique<Scheduler>(sc, engine->kv_.get(), clock);
   engine->max_seq_len_ = engine->scheduler_->max_seq_len();
+  engine->probe_ = std::make_unique<metrics::StepProbe>(*clock, options.accounting.energy_meter);
+  engine->cost_model_ = std::make_unique<metrics::CostModel>(options.accounting.cost);
   engine->PublishStats();
   engine->thread_ = std::thread([e = engine.get()] { e->Run(); });
   spdlog::info("engine: {}; max_num_seqs {}, max_num_batched_tokens {}, max_seq_len {}",
@@ -250,6 +253,8 @@ void Engine::AdmitNew(InboxItem item) {
   const EngineRequest& r = lr->request;
   lr->finished.assign(r.n, false);
   lr->stopped.assign(r.n, false);
+  lr->reasons.assign(r.n, FinishReason::kNone);
+  lr->sample_last_token_s.assign(r.n, -1.0);
   for (int i = 0; i < r.n; ++i) {
     SamplingParams sp = r.sampling;
     // Samples of one seeded request are distinct but reproducible.

@@ -20,6 +20,7 @@ bool Engine::RunStep() {
   StepRecord record;
   record.start_s = start_s;
   record.token_budget = options_.scheduler.max_num_batched_tokens;
+  std::vector<metrics::SequenceWork> work;
   for (const ScheduledSequence& s : plan.sequences) {
     LiveRequest& lr = *requests_.at(s.request_id);
     if (lr.first_scheduled_s < 0) lr.first_scheduled_s = start_s;
@@ -31,11 +32,19 @@ bool Engine::RunStep() {
       record.num_decode_tokens += s.num_new_tokens;
     }
     record.shares.push_back({s.request_id, s.num_new_tokens});
+    // Attribution is per request: its samples' tokens add up.
+    if (!work.empty() && work.back().sequence_id == static_cast<uint64_t>(s.request_id)) {
+      work.back().num_tokens += s.num_new_tokens;
+    } else {
+      work.push_back({static_cast<uint64_t>(s.request_id), s.num_new_tokens});
+    }
   }
   record.num_sequences = static_cast<int>(plan.sequences.size());
   for (const SequenceRef& p : plan.preempted) {
     if (auto it = requests_.find(p.request_id); it != requests_.end()) ++it->second->num_preemptions;
   }
+  MergeWork(&work);
+  probe_->Begin();
   BuildBatch(plan);
   const absl::Status status = executor_->Execute(batch_, plan.block_copies, &logits_);
   if (!status.ok()) {
@@ -44,14 +53,14 @@ bool Engine::RunStep() {
   }
   Sample(plan);
   const StepOutcome& outcome = scheduler_->OnStepDone(sampled_);  // invalidates `plan`
+  // Step time and energy go to requests in proportion to the tokens they computed
+  // (DESIGN.md; src/metrics/README.md states the rounding).
+  const metrics::StepSample sample = probe_->End(std::move(work));
+  accountant_.RecordStep(sample);
   const double end_s = clock_->NowSeconds();
-  record.duration_s = end_s - start_s;
-  // Step time goes to requests in proportion to the tokens they computed (DESIGN.md).
-  const double total = record.num_prefill_tokens + record.num_decode_tokens;
-  for (const StepRecord::Share& sh : record.shares) {
-    requests_.at(sh.request_id)->device_seconds += record.duration_s * sh.num_tokens / total;
-  }
+  record.duration_s = static_cast<double>(sample.duration_ns) / 1e9;
   ++num_steps_;
+  RecordStepMetrics(sample);
   for (const StepObserver& obs : observers_) obs(record);
   EmitOutcome(outcome, end_s);
   FlushEvents(outcome.finished_requests, end_s);
@@ -116,7 +125,10 @@ void Engine::FailStep(const StepPlan& plan, const absl::Status& status) {
 }
 
 void Engine::Queue(LiveRequest* lr, TokenEvent event) {
-  if (event.finished) lr->finished[event.index] = true;
+  if (event.finished) {
+    lr->finished[event.index] = true;
+    lr->reasons[event.index] = event.finish_reason;
+  }
   events_.emplace_back(lr, std::move(event));
 }
 
@@ -129,6 +141,11 @@ void Engine::EmitOutcome(const StepOutcome& outcome, double now_s) {
     ++lr.num_generated;
     if (lr.first_token_s < 0) lr.first_token_s = now_s;
     lr.last_token_s = now_s;
+    double& last = lr.sample_last_token_s[u.sample_index];
+    if (last >= 0 && options_.accounting.metrics != nullptr) {
+      options_.accounting.metrics->ObserveInterTokenLatency(now_s - last);
+    }
+    last = now_s;
     TokenEvent ev;
     ev.index = u.sample_index;
     if (!lr.stopped[u.sample_index]) {
@@ -163,7 +180,7 @@ void Engine::EmitAborts(const StepPlan& plan, double now_s) {
   FlushEvents(plan.finished_requests, now_s);
 }
 
-RequestUsage Engine::UsageOf(const LiveRequest& lr, double now_s) const {
+RequestUsage Engine::UsageOf(LiveRequest& lr, double now_s) {
   RequestUsage u;
   u.prompt_tokens = static_cast<int>(lr.request.prompt_ids.size());
   u.cached_tokens = std::max(0, lr.cached_tokens);
@@ -175,8 +192,88 @@ RequestUsage Engine::UsageOf(const LiveRequest& lr, double now_s) const {
   const int per_seq = lr.num_generated / std::max(1, lr.request.n);
   u.tpot_s = per_seq > 1 ? (lr.last_token_s - lr.first_token_s) / (per_seq - 1) : 0;
   u.e2e_s = now_s - lr.arrival_s;
-  u.device_seconds = lr.device_seconds;
+  u.record = MakeRecord(lr, now_s);
+  u.device_seconds = u.record.device_s;
+  u.joules = u.record.joules;
   return u;
+}
+
+metrics::RequestRecord Engine::MakeRecord(LiveRequest& lr, double now_s) {
+  metrics::RequestRecord r;
+  r.request_id = lr.request.id;
+  r.tenant = lr.request.tenant;
+  r.model = lr.request.model.empty() ? executor_->config().name : lr.request.model;
+  r.prompt_tokens = static_cast<int64_t>(lr.request.prompt_ids.size());
+  r.cached_tokens = std::max(0, lr.cached_tokens);
+  r.generated_tokens = lr.num_generated;
+  r.finish_reason = "stop";
+  for (FinishReason fr : lr.reasons) {
+    if (fr == FinishReason::kError) {
+      r.finish_reason = "error";
+      r.error_code = "internal";
+      break;
+    }
+    if (fr == FinishReason::kDeadline) {
+      r.finish_reason = "error";
+      r.error_code = "deadline_exceeded";
+    } else if (fr == FinishReason::kCancelled && r.error_code.empty()) {
+      r.finish_reason = "abort";
+    } else if ((fr == FinishReason::kLength || fr == FinishReason::kContextLength) &&
+               r.finish_reason == "stop") {
+      r.finish_reason = "length";
+    }
+  }
+  r.time_unix_s = clock_->WallSeconds();
+  metrics::RequestTimes times;
+  times.arrival_s = lr.arrival_s;
+  if (lr.first_scheduled_s >= 0) times.first_scheduled_s = lr.first_scheduled_s;
+  if (lr.first_token_s >= 0) times.first_token_s = lr.first_token_s;
+  times.finish_s = now_s;
+  const metrics::EnergySource source = options_.accounting.energy_meter != nullptr
+                                           ? options_.accounting.energy_meter->source()
+                                           : metrics::EnergySource::kNone;
+  metrics::FinalizeRequestRecord(times, accountant_.Release(static_cast<uint64_t>(lr.rid)),
+                                 *cost_model_, source, r);
+  if (options_.accounting.metrics != nullptr) options_.accounting.metrics->RecordFinishedRequest(r);
+  if (options_.accounting.ledger != nullptr) {
+    if (absl::Status s = options_.accounting.ledger->Append(r); !s.ok()) {
+      spdlog::error("ledger: {}", s.ToString());
+    }
+  }
+  return r;
+}
+
+void Engine::RecordStepMetrics(const metrics::StepSample& sample) {
+  metrics::ServingMetrics* m = options_.accounting.metrics;
+  if (m == nullptr) return;
+  const SchedulerStats ss = scheduler_->stats();
+  const KvStats kv = kv_->stats();
+  m->RecordStep(sample, options_.scheduler.max_num_batched_tokens);
+  m->SetSchedulerState(ss.num_running_sequences, ss.num_waiting_sequences);
+  m->SetKvCacheUsage(kv.num_used_blocks, kv.num_blocks);
+  m->RecordPrefixCacheLookup(kv.prefix_query_tokens - last_kv_stats_.prefix_query_tokens,
+                             kv.prefix_hit_tokens - last_kv_stats_.prefix_hit_tokens);
+  if (ss.num_preemptions > last_preemptions_) {
+    m->RecordPreemptions(ss.num_preemptions - last_preemptions_);
+  }
+  last_kv_stats_ = kv;
+  last_preemptions_ = ss.num_preemptions;
+}
+
+// A request's samples may appear apart in a plan (decodes, then a prefill chunk); the
+// accountant wants each id once per step.
+void Engine::MergeWork(std::vector<metrics::SequenceWork>* work) {
+  std::sort(work->begin(), work->end(),
+            [](const auto& a, const auto& b) { return a.sequence_id < b.sequence_id; });
+  size_t out = 0;
+  for (size_t i = 0; i < work->size(); ++i) {
+    if (out > 0 && (*work)[out - 1].sequence_id == (*work)[i].sequence_id) {
+      (*work)[out - 1].num_tokens += (*work)[i].num_tokens;
+    } else {
+      (*work)[out++] = (*work)[i];
+    }
+  }
+  work->resize(out);
 }
 
 void Engine::FlushEvents(std::span<const RequestId> finished_requests, double now_s) {

@@ -27,13 +27,14 @@ struct Engine::LiveRequest {
   std::vector<Sampler> samplers;  // one per sample index
   std::vector<bool> finished;     // a finished event was pushed for this sample
   std::vector<bool> stopped;      // the front end matched a stop string
+  std::vector<FinishReason> reasons;     // per sample, once finished
+  std::vector<double> sample_last_token_s;  // per sample, for inter-token latency
   double arrival_s = 0;
   double first_scheduled_s = -1;
   double first_token_s = -1;
   double last_token_s = -1;
   int num_generated = 0;          // over all samples
   int prefill_tokens_computed = 0;
-  double device_seconds = 0;      // attributed step time
   int cached_tokens = -1;         // prefix-cache hit at first admission (-1: not yet known)
   int num_preemptions = 0;
   absl::Status error;             // why the request failed, for kError events

@@ -50,7 +50,8 @@ TEST(LlamaModelGoldenTest, Stories260KFirstLogitsMatchLlamaCpp) {
   TM_REQUIRE_TESTDATA("golden/stories260K_greedy.json");
   auto model = LoadModel(testing::TestdataPath("models/stories260K/stories260K.gguf"));
   ASSERT_TRUE(model.ok()) << model.status();
-  for (const json& c : LoadGolden()["cases"]) {
+  const json golden = LoadGolden();
+  for (const json& c : golden["cases"]) {
     SingleSequenceRunner runner(**model);
     const auto want = c["first_position_logits_full"].get<std::vector<float>>();
     const std::vector<float> got =

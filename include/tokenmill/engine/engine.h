@@ -33,12 +33,28 @@
 #include "tokenmill/engine/request.h"
 #include "tokenmill/engine/request_stream.h"
 #include "tokenmill/kv/kv_cache_manager.h"
+#include "tokenmill/metrics/cost_model.h"
+#include "tokenmill/metrics/energy_meter.h"
+#include "tokenmill/metrics/ledger.h"
+#include "tokenmill/metrics/serving_metrics.h"
+#include "tokenmill/metrics/step_accounting.h"
 #include "tokenmill/scheduler/scheduler.h"
 
 namespace tokenmill {
 
+// The factory's meters: where step time and energy go, what they cost, where finished
+// requests are recorded. Pointers are not owned and must outlive the engine; null ones
+// are skipped (no meter: energy is unknown, never zero).
+struct EngineAccounting {
+  metrics::EnergyMeter* energy_meter = nullptr;
+  metrics::ServingMetrics* metrics = nullptr;
+  metrics::LedgerWriter* ledger = nullptr;
+  metrics::CostConfig cost;  // default: no prices, cost 0
+};
+
 struct EngineOptions {
   SchedulerConfig scheduler;
+  EngineAccounting accounting;
   bool enable_prefix_caching = true;
   // Requests admitted but not finished, beyond which Submit() answers ResourceExhausted at
   // once (a bounded queue instead of collapsing latency). 0: unbounded.
@@ -130,9 +146,12 @@ class Engine {
   void EmitAborts(const StepPlan& plan, double now_s);
   void Queue(LiveRequest* lr, TokenEvent event);
   void FlushEvents(std::span<const RequestId> finished_requests, double now_s);
-  RequestUsage UsageOf(const LiveRequest& lr, double now_s) const;
+  RequestUsage UsageOf(LiveRequest& lr, double now_s);
+  static void MergeWork(std::vector<metrics::SequenceWork>* work);
   void AbortAll(FinishReason reason);
   void PublishStats();
+  void RecordStepMetrics(const metrics::StepSample& sample);
+  metrics::RequestRecord MakeRecord(LiveRequest& lr, double now_s);
 
   EngineOptions options_;
   std::unique_ptr<ModelExecutor> executor_;
@@ -164,6 +183,11 @@ class Engine {
   std::vector<std::pair<LiveRequest*, TokenEvent>> events_;  // this step's, in order
   int64_t num_steps_ = 0;
   int64_t num_failed_steps_ = 0;
+  metrics::StepAccountant accountant_;  // per request id
+  std::unique_ptr<metrics::StepProbe> probe_;
+  std::unique_ptr<metrics::CostModel> cost_model_;
+  KvStats last_kv_stats_;
+  int64_t last_preemptions_ = 0;
 
   std::thread thread_;
 };

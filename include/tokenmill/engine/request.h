@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "tokenmill/metrics/request_record.h"
 #include "tokenmill/sampling/sampler.h"
 #include "tokenmill/sampling/sampling_params.h"
 #include "tokenmill/scheduler/sequence.h"  // FinishReason
@@ -38,6 +39,9 @@ struct RequestUsage {
   double e2e_s = 0;            // arrival -> finish
   double device_seconds = 0;   // attributed step time (token share)
   std::optional<double> joules;  // attributed energy; absent when nothing measures it
+  // Everything above plus energy, cost and identity, as the ledger and the API's
+  // usage.tokenmill block report it.
+  metrics::RequestRecord record;
 };
 
 // One event on a request's stream. A sequence's last event has finished == true; the
