@@ -15,6 +15,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define TM_BENCH_AVX2 __attribute__((target("avx2,fma")))
+#define TM_BENCH_AVX512 __attribute__((target("avx512f")))
 #endif
 
 namespace tokenmill::bench {
@@ -60,6 +61,26 @@ TM_BENCH_AVX2 float FmaLoop(int64_t iterations) {
   for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
   return _mm256_cvtss_f32(s);
 }
+
+// Same with 512-bit vectors: 16 FLOP-pairs per instruction. Returns NaN-free garbage.
+TM_BENCH_AVX512 float Fma512Loop(int64_t iterations) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512 m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iterations; ++it) {
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, a);
+  }
+  alignas(64) float out[16];
+  __m512 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
+  _mm512_store_ps(out, s);
+  return out[0];
+}
+
+bool HasAvx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
 #else
 float SumRange(const float* p, size_t n) {
   float s = 0;
@@ -67,6 +88,8 @@ float SumRange(const float* p, size_t n) {
   return s;
 }
 float FmaLoop(int64_t) { return 0; }
+float Fma512Loop(int64_t) { return 0; }
+bool HasAvx512() { return false; }
 #endif
 
 // Splits [0, n) floats of `data` over the pool; returns the sum (keeps the loads alive).
@@ -112,19 +135,25 @@ void BM_MemoryCopy(benchmark::State& state) {
 BENCHMARK(BM_MemoryCopy)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 constexpr int64_t kFmaIterations = 20'000'000;
-constexpr double kFlopsPerIteration = 12 * 8 * 2;
 
+// Args: vector width in floats (8: AVX2, 16: AVX-512).
 void BM_FmaPeak(benchmark::State& state) {
+  const int width = static_cast<int>(state.range(0));
+  if (width == 16 && !HasAvx512()) {
+    state.SkipWithError("no AVX-512");
+    return;
+  }
   cpu::ThreadPool pool(Threads());
   const double secs = TimedLoop(state, [&] {
     pool.Run(pool.num_threads(), [&](int64_t, int) {
-      benchmark::DoNotOptimize(FmaLoop(kFmaIterations));
+      benchmark::DoNotOptimize(width == 16 ? Fma512Loop(kFmaIterations) : FmaLoop(kFmaIterations));
     });
   });
-  state.counters["GFLOP/s"] =
-      kFlopsPerIteration * kFmaIterations * pool.num_threads() * state.iterations() / secs * 1e-9;
+  state.counters["GFLOP/s"] = 12.0 * width * 2 * kFmaIterations * pool.num_threads() *
+                              state.iterations() / secs * 1e-9;
 }
-BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FmaPeak)->Arg(8)->Arg(16)->ArgName("width")->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 template <typename Fn>
 double BestSeconds(int reps, Fn&& fn) {
@@ -154,12 +183,14 @@ double ReadBandwidth() {
 double FmaPeak() {
   static const double peak = [] {
     cpu::ThreadPool pool(Threads());
+    const int width = HasAvx512() ? 16 : 8;
     const double s = BestSeconds(5, [&] {
       pool.Run(pool.num_threads(), [&](int64_t, int) {
-        benchmark::DoNotOptimize(FmaLoop(kFmaIterations / 4));
+        benchmark::DoNotOptimize(width == 16 ? Fma512Loop(kFmaIterations / 4)
+                                             : FmaLoop(kFmaIterations / 4));
       });
     });
-    return kFlopsPerIteration * (kFmaIterations / 4) * pool.num_threads() / s;
+    return 12.0 * width * 2 * (kFmaIterations / 4) * pool.num_threads() / s;
   }();
   return peak;
 }

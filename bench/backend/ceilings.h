@@ -1,5 +1,5 @@
 // This machine's ceilings, measured once per process: the memory read bandwidth of all
-// cores (what a decode GEMV can at best stream) and the AVX2 FMA rate of all cores (what a
+// cores (what a decode GEMV can at best stream) and the FMA rate of all cores (what a
 // GEMM can at best compute). Benchmarks report their figures as fractions of these.
 #pragma once
 
@@ -20,7 +20,8 @@ double TimedLoop(benchmark::State& state, Fn&& body) {
 
 // Bytes per second of a read-only sum over 1 GiB on every hardware thread (best of 5).
 double ReadBandwidth();
-// fp32 FLOP per second of independent AVX2 FMAs on every hardware thread (0 without AVX2).
+// fp32 FLOP per second of independent FMAs on every hardware thread, with the widest
+// vectors the CPU has (AVX-512 or AVX2; 0 without either).
 double FmaPeak();
 
 }  // namespace tokenmill::bench

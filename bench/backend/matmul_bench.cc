@@ -1,7 +1,8 @@
 // CPU MatMul on real model shapes. Decode (T = 1..8) is a GEMV and is reported in GB/s of
 // weights streamed and as a fraction of the measured read bandwidth; weights rotate over
 // enough copies to exceed the last-level cache, so the figure is DRAM streaming. Prefill
-// (T = 128, 512) is a GEMM and is reported in GFLOP/s and as a fraction of the AVX2 FMA peak.
+// (T = 128, 512) is a GEMM and is reported in GFLOP/s and as a fraction of the FMA peak of
+// the widest vectors the CPU has. isa: 0 auto, 1 avx2, 2 generic.
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -17,6 +18,7 @@ namespace {
 constexpr size_t kRotateBytes = size_t{256} << 20;  // 8x the L3 of this class of CPU
 
 const DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0};
+const CpuIsa kIsas[] = {CpuIsa::kAuto, CpuIsa::kAvx2, CpuIsa::kGeneric};
 
 // Random bytes are fine for timing, except that fp16/bf16 exponents must stay finite and
 // Q8_0 scales small, so every element is a plain number.
@@ -45,12 +47,13 @@ std::vector<uint8_t> RandomWeight(DType dtype, int64_t n, int64_t k, std::mt1993
 }
 
 struct Fixture {
-  std::unique_ptr<Backend> backend = MakeCpuBackend();
+  std::unique_ptr<Backend> backend;
   std::vector<std::vector<uint8_t>> copies;
   std::vector<TensorView> weights;
   std::vector<float> x, out;
 
-  Fixture(DType dtype, int64_t t, int64_t n, int64_t k, bool rotate) {
+  Fixture(CpuIsa isa, DType dtype, int64_t t, int64_t n, int64_t k, bool rotate)
+      : backend(MakeCpuBackend({.num_threads = 0, .isa = isa})) {
     std::mt19937 rng(1);
     const size_t bytes = DTypeBytes(dtype, n * k);
     const size_t num_copies = rotate ? std::max<size_t>(1, (kRotateBytes + bytes - 1) / bytes) : 1;
@@ -70,16 +73,21 @@ struct Fixture {
   }
 };
 
-// Args: dtype index, T, N, K.
+std::string Label(CpuIsa isa, DType dtype) {
+  return std::string(DTypeName(dtype)) + " " + std::string(CpuKernelSetName(isa));
+}
+
+// Args: isa index (auto, avx2, generic), dtype index, T, N, K.
 void BM_Gemv(benchmark::State& state) {
-  const DType dtype = kDTypes[state.range(0)];
-  const int64_t t = state.range(1), n = state.range(2), k = state.range(3);
-  Fixture f(dtype, t, n, k, /*rotate=*/true);
+  const CpuIsa isa = kIsas[state.range(0)];
+  const DType dtype = kDTypes[state.range(1)];
+  const int64_t t = state.range(2), n = state.range(3), k = state.range(4);
+  Fixture f(isa, dtype, t, n, k, /*rotate=*/true);
   ReadBandwidth();  // measured before timing starts
   size_t i = 0;
   const double secs = TimedLoop(state, [&] { f.Run(i++, t); });
   const double bytes_per_s = static_cast<double>(DTypeBytes(dtype, n * k)) * state.iterations() / secs;
-  state.SetLabel(std::string(DTypeName(dtype)));
+  state.SetLabel(Label(isa, dtype));
   state.counters["GB/s"] = bytes_per_s * 1e-9;
   state.counters["of_bw"] = bytes_per_s / ReadBandwidth();
   if (!f.backend->Finish().ok()) state.SkipWithError("MatMul failed");
@@ -87,26 +95,29 @@ void BM_Gemv(benchmark::State& state) {
 
 void GemvArgs(benchmark::internal::Benchmark* b) {
   for (int d = 0; d < 4; ++d) {
-    b->Args({d, 1, 4096, 4096});
-    b->Args({d, 1, 11008, 4096});
-    b->Args({d, 1, 4096, 11008});
+    b->Args({0, d, 1, 4096, 4096});
+    b->Args({0, d, 1, 11008, 4096});
+    b->Args({0, d, 1, 4096, 11008});
+    b->Args({1, d, 1, 4096, 4096});
   }
   for (int t : {2, 4, 8}) {
-    b->Args({1, t, 4096, 4096});
-    b->Args({3, t, 4096, 4096});
+    b->Args({0, 1, t, 4096, 4096});
+    b->Args({0, 3, t, 4096, 4096});
   }
 }
-BENCHMARK(BM_Gemv)->Apply(GemvArgs)->ArgNames({"dtype", "T", "N", "K"})->UseRealTime()
+BENCHMARK(BM_Gemv)->Apply(GemvArgs)->ArgNames({"isa", "dtype", "T", "N", "K"})->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
+// Args as BM_Gemv.
 void BM_Gemm(benchmark::State& state) {
-  const DType dtype = kDTypes[state.range(0)];
-  const int64_t t = state.range(1), n = state.range(2), k = state.range(3);
-  Fixture f(dtype, t, n, k, /*rotate=*/false);
+  const CpuIsa isa = kIsas[state.range(0)];
+  const DType dtype = kDTypes[state.range(1)];
+  const int64_t t = state.range(2), n = state.range(3), k = state.range(4);
+  Fixture f(isa, dtype, t, n, k, /*rotate=*/false);
   FmaPeak();  // measured before timing starts
   const double secs = TimedLoop(state, [&] { f.Run(0, t); });
   const double flops_per_s = 2.0 * t * n * k * state.iterations() / secs;
-  state.SetLabel(std::string(DTypeName(dtype)));
+  state.SetLabel(Label(isa, dtype));
   state.counters["GFLOP/s"] = flops_per_s * 1e-9;
   state.counters["of_peak"] = flops_per_s / FmaPeak();
   if (!f.backend->Finish().ok()) state.SkipWithError("MatMul failed");
@@ -114,13 +125,16 @@ void BM_Gemm(benchmark::State& state) {
 
 void GemmArgs(benchmark::internal::Benchmark* b) {
   for (int d = 0; d < 4; ++d) {
-    b->Args({d, 128, 2048, 2048});
-    b->Args({d, 512, 2048, 2048});
+    b->Args({0, d, 128, 2048, 2048});
+    b->Args({0, d, 512, 2048, 2048});
   }
-  b->Args({2, 512, 4096, 4096});
-  b->Args({0, 16, 2048, 2048});
+  b->Args({1, 0, 512, 2048, 2048});
+  b->Args({1, 2, 512, 2048, 2048});
+  b->Args({2, 0, 128, 2048, 2048});
+  b->Args({0, 2, 512, 4096, 4096});
+  b->Args({0, 0, 16, 2048, 2048});
 }
-BENCHMARK(BM_Gemm)->Apply(GemmArgs)->ArgNames({"dtype", "T", "N", "K"})->UseRealTime()
+BENCHMARK(BM_Gemm)->Apply(GemmArgs)->ArgNames({"isa", "dtype", "T", "N", "K"})->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -1,8 +1,8 @@
 // AVX2 + FMA + F16C kernels for weights: conversion, GEMV and the GEMM micro-kernel.
 // Everything inside the target pragma is compiled for those extensions only and has
-// internal linkage; it calls no inline function of a shared header, so no AVX2 copy of
-// one can leak into generic code through the linker. Avx2Kernels() (outside the region)
-// checks the CPU at run time before handing the table out.
+// internal linkage (avx2_util.h is included inside it on purpose); it calls no inline
+// function of a shared header, so no AVX2 copy of one can leak into generic code through
+// the linker. Avx2Kernels() (outside the region) checks the CPU before handing the table out.
 #include <immintrin.h>
 
 #include <cstdint>
