@@ -14,3 +14,6 @@ tokenmill_add_test(tokenizer_golden_test
 tokenmill_add_test(tokenizer_detokenizer_test
   SRCS ${CMAKE_CURRENT_LIST_DIR}/detokenizer_test.cc
   DEPS tokenizer tokenizer_testutil)
+tokenmill_add_test(tokenizer_unicode_test
+  SRCS ${CMAKE_CURRENT_LIST_DIR}/unicode_test.cc
+  DEPS tokenizer)
