@@ -172,14 +172,17 @@ void CudaBackend::Launch(const KeyBuilder& key, int64_t rows,
     graphs_->Record(key.str(), rows, fits, std::move(fn));
     return;
   }
-  const absl::Status s = fn(stream_, rows);
+  // The stream belongs to options_.device; the calling thread may have another current.
+  absl::Status s = TM_CUDA_STATUS(cudaSetDevice(options_.device));
+  if (s.ok()) s = fn(stream_, rows);
   if (!s.ok()) Fail(s);
 }
 
 void CudaBackend::FlushPending() {
   FlushRope();
   if (graphs_->recording()) {
-    const absl::Status s = graphs_->Flush(stream_);
+    absl::Status s = TM_CUDA_STATUS(cudaSetDevice(options_.device));
+    if (s.ok()) s = graphs_->Flush(stream_);
     if (!s.ok()) Fail(s);
   }
 }
@@ -332,6 +335,7 @@ absl::Status CudaBackend::AllocateKvCache(const KvCacheSpec& spec) {
 
 void CudaBackend::CopyToHost(const TensorView& src, void* dst) {
   FlushPending();
+  (void)cudaSetDevice(options_.device);
   const size_t bytes = src.NumBytes();
   if (bytes == 0) return;
   if (!Check(allocator_.BytesAvailable(src.data) >= bytes, "CopyToHost",
@@ -356,6 +360,7 @@ void CudaBackend::CopyToHost(const TensorView& src, void* dst) {
 
 void CudaBackend::CopyFromHost(const void* src, TensorView dst) {
   FlushPending();
+  (void)cudaSetDevice(options_.device);
   const size_t bytes = dst.NumBytes();
   if (bytes == 0) return;
   if (!Check(allocator_.BytesAvailable(dst.data) >= bytes, "CopyFromHost",
@@ -384,6 +389,7 @@ void CudaBackend::CopyKvBlocks(std::span<const std::pair<int32_t, int32_t>> copi
     pairs.push_back(src);
     pairs.push_back(dst);
   }
+  (void)cudaSetDevice(options_.device);
   // Program order: ops already recorded for this step's graph run first. With none
   // recorded, the copy simply precedes the step's (later) graph launch.
   if (graphs_->recording() && graphs_->num_recorded() > 0) FlushPending();

@@ -90,6 +90,7 @@ absl::Status CudaBackend::Sample(const TensorView& logits,
                                  std::vector<int32_t>* tokens) {
   FlushPending();
   TM_RETURN_IF_ERROR(Finish());  // an earlier failure must not pass for a sample
+  TM_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   const int num_rows = static_cast<int>(rows.size());
   if (logits.dtype != DType::kF32 || logits.Rows() != num_rows || logits.Cols() < 1 ||
       allocator_.BytesAvailable(logits.data) < logits.NumBytes()) {
