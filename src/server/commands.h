@@ -11,5 +11,6 @@ namespace tokenmill {
 void AddGenerateCommand(CLI::App& app, std::function<int()>* action);
 void AddInspectCommand(CLI::App& app, std::function<int()>* action);
 void AddTokenizerCommands(CLI::App& app, std::function<int()>* action);
+void AddReportCommand(CLI::App& app, std::function<int()>* action);
 
 }  // namespace tokenmill

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   tokenmill::AddGenerateCommand(app, &action);
   tokenmill::AddInspectCommand(app, &action);
   tokenmill::AddTokenizerCommands(app, &action);
+  tokenmill::AddReportCommand(app, &action);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   return action ? action() : 0;
