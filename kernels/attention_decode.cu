@@ -11,9 +11,8 @@ template <typename TQ, typename TKV, int D>
 cudaError_t LaunchDecodeT(const AttentionArgs& a, int num_splits, void* workspace,
                           cudaStream_t stream) {
   constexpr size_t kSmem = sizeof(DecodeSmem<TKV, D>);
-  static const cudaError_t attr_status = cudaFuncSetAttribute(
-      PagedDecodeKernel<TQ, TKV, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (attr_status != cudaSuccess) return attr_status;
+  const cudaError_t attr = EnsureSharedMemoryLimit<PagedDecodeKernel<TQ, TKV, D>>(kSmem);
+  if (attr != cudaSuccess) return attr;
   float* ws_o = nullptr;
   float2* ws_ml = nullptr;
   if (num_splits > 1) {

@@ -8,9 +8,8 @@ namespace {
 template <typename TQ, typename TKV, int D>
 cudaError_t LaunchPrefillT(const AttentionArgs& a, cudaStream_t stream) {
   constexpr size_t kSmem = kPrefillSmemBytes<TKV, D>;
-  static const cudaError_t attr_status = cudaFuncSetAttribute(
-      PagedPrefillKernel<TQ, TKV, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (attr_status != cudaSuccess) return attr_status;
+  const cudaError_t attr = EnsureSharedMemoryLimit<PagedPrefillKernel<TQ, TKV, D>>(kSmem);
+  if (attr != cudaSuccess) return attr;
   const int tokens_per_tile = kPrefillRows / (a.num_heads / a.num_kv_heads);
   const auto tiles = static_cast<unsigned>(CeilDiv(a.batch.max_query_len, tokens_per_tile));
   const dim3 grid(tiles, a.batch.num_selected, a.num_kv_heads);

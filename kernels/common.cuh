@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "kernels/types.h"
@@ -128,6 +129,22 @@ cudaError_t DispatchScalar(ScalarType t, F&& f) {
       return f(__nv_bfloat16{});
   }
   return cudaErrorInvalidValue;
+}
+
+// Raises `Kernel`'s dynamic shared-memory limit to `bytes` on the current device, once
+// per device (the attribute belongs to the device's copy of the module).
+template <auto Kernel>
+cudaError_t EnsureSharedMemoryLimit(size_t bytes) {
+  static std::atomic<uint64_t> done{0};
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if (done.load(std::memory_order_acquire) & bit) return cudaSuccess;
+  err = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bytes));
+  if (err == cudaSuccess) done.fetch_or(bit, std::memory_order_acq_rel);
+  return err;
 }
 
 // Blocks for a grid-stride loop over n items with `threads` threads per block.
