@@ -287,6 +287,9 @@ void CudaBackend::Attention(int layer, const TensorView& q, const AttentionParam
   const bool decode_fast = options_.use_fast_attention && kernels::DecodeAttentionFastPath(a);
   const bool prefill_fast = options_.use_fast_attention && kernels::PrefillAttentionFastPath(a);
   const int num_decode = steps_->num_decode(), num_prefill = steps_->num_prefill();
+  // A step uploaded padded to a graph bucket is decode-only with the real sequences
+  // first: launched with `rows` rows (bucket or real), it has exactly `rows` to attend.
+  const bool padded = steps_->num_seqs() > static_cast<int>(plan_.sequences.size());
   const int max_prefill_q = steps_->max_prefill_query_len();
   const int splits = decode_fast ? DecodeSplits(params.num_kv_heads) : 1;
   if (decode_fast && splits > 1) {
@@ -299,7 +302,7 @@ void CudaBackend::Attention(int layer, const TensorView& q, const AttentionParam
   key.Add(kOp).Add(a.q, a.out, a.act_type, a.num_heads, a.num_kv_heads, a.head_dim, a.scale,
                    a.sliding_window, a.kv.k_cache, a.kv.type, a.kv.block_size, num_decode,
                    num_prefill, max_prefill_q, splits, decode_fast, prefill_fast);
-  Launch(key, q.Rows(), {&q, &out}, [=, this](cudaStream_t s, int64_t) mutable -> absl::Status {
+  Launch(key, q.Rows(), {&q, &out}, [=, this](cudaStream_t s, int64_t rows) mutable -> absl::Status {
     a.kv.block_tables = steps_->block_tables();
     a.kv.block_table_stride = steps_->block_table_stride();
     a.batch.query_start = steps_->query_start();
@@ -307,7 +310,7 @@ void CudaBackend::Attention(int layer, const TensorView& q, const AttentionParam
     a.batch.context_len = steps_->context_len();
     if (num_decode > 0) {
       a.batch.seq_ids = steps_->decode_ids();
-      a.batch.num_selected = num_decode;
+      a.batch.num_selected = padded ? static_cast<int>(rows) : num_decode;
       a.batch.max_query_len = 1;
       TM_CUDA_RETURN_IF_ERROR(
           decode_fast ? kernels::LaunchPagedDecodeAttention(a, splits, attn_ws_.data(), s)
