@@ -37,6 +37,7 @@ struct TokenizeFlags {
   bool add_special = false, no_add_special = false;
   bool parse_special = false, no_parse_special = false;
   std::string ids;
+  bool skip_special = false;
 };
 
 int RunTokenize(const TokenizeFlags& f) {
@@ -81,7 +82,7 @@ int RunDetokenize(const TokenizeFlags& f) {
     }
     ids.push_back(id);
   }
-  auto text = (*tok)->Decode(ids);
+  auto text = (*tok)->Decode(ids, f.skip_special);
   if (!text.ok()) return Fail(text.status());
   std::cout << *text << std::endl;
   return 0;
@@ -144,6 +145,7 @@ void AddTokenizerCommands(CLI::App& app, std::function<int()>* action) {
   CLI::App* detok = app.add_subcommand("detokenize", "Print the text of token ids");
   detok->add_option("--model,-m", f->model, "As for tokenize")->required();
   detok->add_option("--ids", f->ids, "Token ids, space separated")->required();
+  detok->add_flag("--skip-special", f->skip_special, "Leave special tokens (BOS, EOS...) out");
   detok->callback([f, action] { *action = [f] { return RunDetokenize(*f); }; });
 
   auto model = std::make_shared<std::string>();
