@@ -5,6 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 #include "tokenmill/backend/cpu_backend.h"
+#ifdef TOKENMILL_HAVE_CUDA
+#include "tokenmill/backend/cuda_backend.h"
+#endif
 #include "tokenmill/core/status.h"
 #include "tokenmill/kv/kv_cache_config.h"
 
@@ -71,8 +74,20 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const ExecutorOptions& opti
     cpu.num_threads = options.num_threads;
     return MakeCpuBackend(cpu);
   }
+#ifdef TOKENMILL_HAVE_CUDA
+  if (options.backend == "cuda") {
+    if (CudaDeviceCount() < 1) {
+      return absl::UnavailableError("backend 'cuda': no CUDA device is visible on this machine");
+    }
+    return MakeCudaBackend(CudaBackendOptions{});
+  }
   return absl::InvalidArgumentError(
-      absl::StrCat("backend '", options.backend, "' is not available in this build (have: cpu)"));
+      absl::StrCat("backend '", options.backend, "' is unknown (have: cpu, cuda)"));
+#else
+  return absl::InvalidArgumentError(absl::StrCat(
+      "backend '", options.backend, "' is not available in this build (have: cpu; cuda needs "
+      "a build with TOKENMILL_CUDA=ON)"));
+#endif
 }
 
 }  // namespace
