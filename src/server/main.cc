@@ -9,6 +9,9 @@
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "tokenmill/backend/cpu_backend.h"
+#ifdef TOKENMILL_HAVE_CUDA
+#include "tokenmill/backend/cuda_backend.h"
+#endif
 
 namespace {
 
@@ -17,7 +20,10 @@ std::string VersionText() {
   s += std::string("backends: cpu (compiled, usable; kernels ") +
        std::string(tokenmill::CpuKernelSetName()) + ")";
 #ifdef TOKENMILL_HAVE_CUDA
-  s += ", cuda (compiled; usable only with a visible NVIDIA GPU)";
+  const int num_gpus = tokenmill::CudaDeviceCount();
+  s += num_gpus > 0 ? ", cuda (compiled, usable: " + std::to_string(num_gpus) + " device(s), " +
+                          tokenmill::CudaDeviceDescription(0) + ")"
+                    : std::string(", cuda (compiled, not usable: no CUDA device visible)");
 #else
   s += ", cuda (not compiled)";
 #endif
