@@ -39,7 +39,7 @@ class MatMulTest : public BackendConformanceTest {
     backend().MatMul(xd, wd, with_bias ? &bd : nullptr, out);
     ASSERT_TRUE(backend().Finish().ok());
     const double err = RelativeError(Download(out), MatMulRef(x, w, with_bias ? &b : nullptr, s.t));
-    EXPECT_LT(err, tolerance());
+    EXPECT_LT(err, tolerance("MatMul", dtype));
     backend().Free(xd);
     backend().Free(bd);
     backend().Free(out);
@@ -108,7 +108,7 @@ TEST_P(EmbeddingTest, GathersRowsOfEveryDType) {
     for (int32_t id : plan.token_ids) {
       ref.insert(ref.end(), table.values.begin() + id * dim, table.values.begin() + (id + 1) * dim);
     }
-    EXPECT_LT(RelativeError(Download(out), ref), tolerance());
+    EXPECT_LT(RelativeError(Download(out), ref), tolerance("Embedding", dtype));
   }
 }
 

@@ -32,7 +32,8 @@ TEST_P(NormTest, RmsNorm) {
       backend().RmsNorm(Upload(x, Shape{rows, dim}), UploadWeight(w), 1e-5f, out);
       ASSERT_TRUE(backend().Finish().ok());
       const std::vector<double> xd(x.begin(), x.end());
-      EXPECT_LT(RelativeError(Download(out), RmsNormRef(xd, w, 1e-5, rows, dim)), tolerance());
+      EXPECT_LT(RelativeError(Download(out), RmsNormRef(xd, w, 1e-5, rows, dim)),
+                tolerance("RmsNorm", wdtype));
     }
   }
 }
@@ -49,8 +50,9 @@ TEST_P(NormTest, AddRmsNormUpdatesResidualAndNormalises) {
     ASSERT_TRUE(backend().Finish().ok());
     std::vector<double> sum(residual.size());
     for (size_t i = 0; i < sum.size(); ++i) sum[i] = static_cast<double>(residual[i]) + delta[i];
-    EXPECT_LT(RelativeError(Download(res), sum), tolerance());
-    EXPECT_LT(RelativeError(Download(out), RmsNormRef(sum, w, 1e-6, rows, dim)), tolerance());
+    EXPECT_LT(RelativeError(Download(res), sum), tolerance("AddRmsNorm"));
+    EXPECT_LT(RelativeError(Download(out), RmsNormRef(sum, w, 1e-6, rows, dim)),
+              tolerance("AddRmsNorm"));
   }
 }
 
@@ -107,8 +109,9 @@ TEST_P(RopeTest, BothLayoutsAndScalings) {
         const TensorView kd = Upload(k, Shape{t, kv_heads * head_dim});
         backend().Rope(qd, kd, heads, kv_heads, p);
         ASSERT_TRUE(backend().Finish().ok());
-        EXPECT_LT(RelativeError(Download(qd), RopeRef(q, sc.step, heads, p)), tolerance());
-        EXPECT_LT(RelativeError(Download(kd), RopeRef(k, sc.step, kv_heads, p)), tolerance());
+        EXPECT_LT(RelativeError(Download(qd), RopeRef(q, sc.step, heads, p)), tolerance("Rope"));
+        EXPECT_LT(RelativeError(Download(kd), RopeRef(k, sc.step, kv_heads, p)),
+                  tolerance("Rope"));
         backend().Free(qd);
         backend().Free(kd);
       }
@@ -134,7 +137,7 @@ TEST_P(ActivationTest, SiluMul) {
       const double g = gate[i];
       ref[i] = g / (1.0 + std::exp(-g)) * up[i];
     }
-    EXPECT_LT(RelativeError(Download(out), ref), tolerance());
+    EXPECT_LT(RelativeError(Download(out), ref), tolerance("SiluMul"));
   }
 }
 
