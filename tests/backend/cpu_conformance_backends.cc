@@ -4,21 +4,26 @@
 #include "tokenmill/backend/cpu_backend.h"
 
 namespace tokenmill::testing {
+namespace {
+
+BackendCase CpuCase(const std::string& name, CpuIsa isa, std::string_view expected_kernels) {
+  BackendCase c;
+  c.name = name;
+  c.make = [isa] { return MakeCpuBackend({.num_threads = 2, .isa = isa}); };
+  c.skip_reason = [isa, expected_kernels]() -> std::string {
+    if (expected_kernels.empty() || CpuKernelSetName(isa) == expected_kernels) return "";
+    return std::string("this CPU has no ") + std::string(expected_kernels) + " kernels";
+  };
+  return c;
+}
+
+}  // namespace
 
 const std::vector<BackendCase>& ConformanceBackends() {
   static const std::vector<BackendCase> cases = {
-      {"cpu",
-       [] { return MakeCpuBackend({.num_threads = 2, .isa = CpuIsa::kAuto}); },
-       [] { return std::string(); }},
-      {"cpu_avx2",
-       [] { return MakeCpuBackend({.num_threads = 2, .isa = CpuIsa::kAvx2}); },
-       [] {
-         return CpuKernelSetName(CpuIsa::kAvx2) == "avx2" ? std::string()
-                                                           : std::string("no AVX2 on this CPU");
-       }},
-      {"cpu_generic",
-       [] { return MakeCpuBackend({.num_threads = 2, .isa = CpuIsa::kGeneric}); },
-       [] { return std::string(); }},
+      CpuCase("cpu", CpuIsa::kAuto, ""),
+      CpuCase("cpu_avx2", CpuIsa::kAvx2, "avx2"),
+      CpuCase("cpu_generic", CpuIsa::kGeneric, "generic"),
   };
   return cases;
 }
