@@ -13,6 +13,7 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend_test_util.h"
@@ -22,6 +23,17 @@
 namespace tokenmill::testing {
 
 struct BackendCase {
+  using ToleranceFn = std::function<double(const std::string& op, DType dtype)>;
+  BackendCase() = default;
+  BackendCase(std::string name, std::function<std::unique_ptr<Backend>()> make,
+              std::function<std::string()> skip_reason, double tolerance = 1e-5,
+              ToleranceFn tolerance_for = nullptr)
+      : name(std::move(name)),
+        make(std::move(make)),
+        skip_reason(std::move(skip_reason)),
+        tolerance(tolerance),
+        tolerance_for(std::move(tolerance_for)) {}
+
   std::string name;  // test-name suffix: letters, digits and '_' only
   std::function<std::unique_ptr<Backend>()> make;
   std::function<std::string()> skip_reason;  // "" when the backend can run here
@@ -31,7 +43,7 @@ struct BackendCase {
   // Optional per-op override, e.g. for a backend whose GEMMs round activations to bf16:
   // op is the Backend method name ("MatMul", "Attention", ...), dtype the weight or KV
   // dtype of the case (kF32 where none applies). Unset: `tolerance` everywhere.
-  std::function<double(const std::string& op, DType dtype)> tolerance_for;
+  ToleranceFn tolerance_for;
 };
 
 // gtest prints the case by name.

@@ -2,8 +2,10 @@
 // cached context, decodes), shuffled block tables, GQA ratios 1/2/4, head_dim 8/64/128,
 // F32/F16/BF16 caches, sliding windows. The cache is poisoned with NaN first, so reading
 // any slot the step did not write shows up as NaN.
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "backend/backend_conformance.h"
@@ -160,6 +162,66 @@ TEST_P(AttentionTest, SlidingWindow) {
 
 TEST_P(AttentionTest, LongDecodeContext) {
   RunCase({4, 128, DType::kF32}, {{1000, 1}, {777, 1}, {0, 1}});
+}
+
+// Copy-on-write: blocks copied to unused ids hold the same K/V in every layer, so the same
+// step over the copies gives the same attention. The copies start out as NaN.
+TEST_P(AttentionTest, CopyKvBlocksCopiesEveryLayer) {
+  const int hd = 64, group = 2, heads = kKvHeads * group;
+  const int64_t width = static_cast<int64_t>(kKvHeads) * hd;
+  const PagedScenario sc = MakePagedScenario(
+      rng(), {2, 0, 16, kKvHeads, hd, DType::kF32}, {{40, 1}}, /*spare_blocks=*/4);
+  AllocatePoisonedKvCache(sc.spec);
+  const std::vector<int32_t> table = sc.step.sequences[0].block_table;
+  std::vector<int32_t> spare;
+  for (int32_t id = 0; id < sc.spec.num_blocks; ++id) {
+    if (std::find(table.begin(), table.end(), id) == table.end()) spare.push_back(id);
+  }
+  ASSERT_GE(spare.size(), table.size());
+
+  ASSERT_TRUE(backend().PlanStep(sc.history).ok());
+  const int64_t n = sc.history.num_tokens();
+  for (int layer = 0; layer < 2; ++layer) {
+    backend().WriteKv(layer, Upload(RandomFloats(rng(), n * width), Shape{n, width}),
+                      Upload(RandomFloats(rng(), n * width), Shape{n, width}));
+  }
+  ASSERT_TRUE(backend().Finish().ok());
+  std::vector<std::pair<int32_t, int32_t>> copies;
+  for (size_t b = 0; b < table.size(); ++b) copies.push_back({table[b], spare[b]});
+  backend().CopyKvBlocks(copies);
+  ASSERT_TRUE(backend().Finish().ok());
+
+  const TensorView k_new = Upload(RandomFloats(rng(), width), Shape{1, width});
+  const TensorView v_new = Upload(RandomFloats(rng(), width), Shape{1, width});
+  const TensorView q = Upload(RandomFloats(rng(), heads * hd), Shape{1, heads * hd});
+  const AttentionParams params{heads, kKvHeads, hd, 0.125f, 0};
+  std::vector<std::vector<float>> outs;  // [original, copy] x [layer 0, layer 1]
+  for (bool use_copy : {false, true}) {
+    BatchPlan step = sc.step;
+    if (use_copy) {
+      for (size_t b = 0; b < table.size(); ++b) step.sequences[0].block_table[b] = spare[b];
+    }
+    ASSERT_TRUE(backend().PlanStep(step).ok());
+    for (int layer = 0; layer < 2; ++layer) {
+      backend().WriteKv(layer, k_new, v_new);
+      const TensorView out = Poisoned(Shape{1, heads * hd});
+      backend().Attention(layer, q, params, out);
+      outs.push_back(Download(out));
+    }
+    ASSERT_TRUE(backend().Finish().ok());
+  }
+  for (int layer = 0; layer < 2; ++layer) {
+    const std::vector<double> original(outs[layer].begin(), outs[layer].end());
+    EXPECT_LT(RelativeError(outs[2 + layer], original), tolerance("Attention")) << layer;
+  }
+  EXPECT_GT(RelativeError(outs[1], std::vector<double>(outs[0].begin(), outs[0].end())), 1e-3)
+      << "the two layers should hold different data";
+
+  backend().CopyKvBlocks(std::vector<std::pair<int32_t, int32_t>>{{0, sc.spec.num_blocks}});
+  EXPECT_EQ(backend().Finish().code(), absl::StatusCode::kInvalidArgument);
+  backend().CopyKvBlocks(std::vector<std::pair<int32_t, int32_t>>{{spare[0], spare[1]},
+                                                                  {spare[1], spare[2]}});
+  EXPECT_EQ(backend().Finish().code(), absl::StatusCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, AttentionTest, ::testing::ValuesIn(ConformanceBackends()),

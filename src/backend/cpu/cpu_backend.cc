@@ -170,23 +170,32 @@ void CpuBackend::CopyFromHost(const void* src, TensorView dst) {
 }
 
 void CpuBackend::CopyKvBlocks(std::span<const std::pair<int32_t, int32_t>> copies) {
-  if (copies.empty()) return;
+  if (copies.empty() || !status_.ok()) return;
   if (kv_layers_.empty()) {
     Fail(absl::FailedPreconditionError("CopyKvBlocks: no KV cache"));
     return;
   }
+  // All checked before any copy, so a bad request leaves the cache untouched.
+  for (const auto& [src, dst] : copies) {
+    if (src < 0 || dst < 0 || src >= kv_spec_.num_blocks || dst >= kv_spec_.num_blocks) {
+      Fail(absl::InvalidArgumentError(absl::StrCat("CopyKvBlocks: block ", src, " -> ", dst,
+                                                   " outside [0, ", kv_spec_.num_blocks, ")")));
+      return;
+    }
+    for (const auto& other : copies) {
+      if (other.first == dst) {
+        Fail(absl::InvalidArgumentError(
+            absl::StrCat("CopyKvBlocks: block ", dst, " is both a destination and a source")));
+        return;
+      }
+    }
+  }
   const size_t block_bytes = DTypeBytes(
       kv_spec_.dtype, int64_t{kv_spec_.block_size} * kv_spec_.num_kv_heads * kv_spec_.head_dim);
   for (const auto& [src, dst] : copies) {
-    if (src < 0 || dst < 0 || src >= kv_spec_.num_blocks || dst >= kv_spec_.num_blocks) {
-      Fail(absl::InvalidArgumentError(
-          absl::StrCat("CopyKvBlocks: block ", src, " -> ", dst, " outside [0, ",
-                       kv_spec_.num_blocks, ")")));
-      return;
-    }
     for (KvLayer& layer : kv_layers_) {
-      for (uint8_t* base : {static_cast<uint8_t*>(layer.k.get()),
-                            static_cast<uint8_t*>(layer.v.get())}) {
+      for (uint8_t* base :
+           {static_cast<uint8_t*>(layer.k.get()), static_cast<uint8_t*>(layer.v.get())}) {
         std::memcpy(base + dst * block_bytes, base + src * block_bytes, block_bytes);
       }
     }
