@@ -31,6 +31,14 @@ struct ModelConfig {
   std::vector<int> eos_token_ids;
   bool is_random_weights = false;   // demo models: every output must say so
 
+  // Tensor parallelism (set by ShardModel, model/sharding.h). On a shard, num_heads,
+  // num_kv_heads and intermediate_size are this rank's, and lm_head holds the vocab rows
+  // [tp_vocab_start, tp_vocab_start + tp_vocab_size). An unsharded model has tp_size 1.
+  int tp_rank = 0;
+  int tp_size = 1;
+  int tp_vocab_start = 0;
+  int tp_vocab_size = 0;  // 0: the whole vocabulary
+
   // Checks that the numbers are consistent (heads divide, head_dim * heads sensible...).
   absl::Status Validate() const;
   // Parameters (weights), counting a tied lm_head once.
