@@ -1,6 +1,10 @@
 #include "backend/cpu/thread_pool.h"
 
+#include <sys/resource.h>
+
 #include <atomic>
+#include <chrono>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
@@ -57,9 +61,21 @@ TEST(ThreadPoolTest, WorkersRunTasksInParallel) {
   EXPECT_EQ(ids.size(), 2u);
 }
 
-TEST(ThreadPoolTest, IdlePoolCanBeDestroyed) {
+double ProcessCpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+// After a job, workers spin for microseconds and then park: an idle pool of 4 threads
+// must not burn a core (a busy-waiting one would use ~4 x 0.3 s here).
+TEST(ThreadPoolTest, IdleWorkersPark) {
   ThreadPool pool(4);
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // workers parked
+  pool.Run(8, [](int64_t, int) {});
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const double before = ProcessCpuSeconds();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_LT(ProcessCpuSeconds() - before, 0.05);
 }
 
 }  // namespace
