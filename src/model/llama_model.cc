@@ -1,9 +1,11 @@
 #include "tokenmill/model/llama_model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "tokenmill/core/status.h"
+#include "tokenmill/model/sharding.h"
 
 namespace tokenmill {
 
@@ -28,6 +30,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const LoadedModel
     return absl::InvalidArgumentError("max_num_tokens and max_num_logits must be >= 1");
   }
   std::unique_ptr<LlamaModel> m(new LlamaModel(model.config, backend, options));
+  TM_RETURN_IF_ERROR(m->CheckCommunicator());
   TM_RETURN_IF_ERROR(m->UploadWeights(model.weights));
   TM_RETURN_IF_ERROR(m->AllocateActivations());
   return m;
@@ -35,6 +38,38 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const LoadedModel
 
 LlamaModel::~LlamaModel() {
   for (const TensorView& t : allocated_) backend_->Free(t);
+}
+
+absl::Status LlamaModel::CheckCommunicator() {
+  const ModelConfig& c = config_;
+  if (!is_sharded()) {
+    if (comm_ != nullptr && comm_->world_size() > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", c.name, "' is whole but the communicator has ", comm_->world_size(),
+          " ranks; give each rank its ShardModel() shard"));
+    }
+    comm_ = nullptr;  // one rank: no collectives at all
+    return absl::OkStatus();
+  }
+  if (comm_ == nullptr || comm_->world_size() != c.tp_size || comm_->rank() != c.tp_rank) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", c.name, "' is shard ", c.tp_rank, " of ", c.tp_size,
+        " and needs that rank's communicator (got ",
+        comm_ == nullptr ? std::string("none")
+                         : absl::StrCat("rank ", comm_->rank(), " of ", comm_->world_size()),
+        ")"));
+  }
+  if (comm_->memory_space() != MemorySpace::kHost) {
+    // The backends queue ops (CUDA graphs), so a device collective called from here
+    // would not be ordered after them: it needs a collective op inside the backend.
+    return absl::UnimplementedError(
+        "device-memory communicators (NCCL) are not wired into the forward pass yet; "
+        "use a host (loopback) communicator (docs/parallel.md)");
+  }
+  // backend.h: the CPU backend's tensors are host memory and its ops have finished when
+  // they return, so collectives may work on them in place.
+  host_tensors_ = backend_->Name() == "cpu";
+  return absl::OkStatus();
 }
 
 absl::Status LlamaModel::UploadWeights(const ModelWeights& w) {
@@ -53,7 +88,7 @@ absl::Status LlamaModel::UploadWeights(const ModelWeights& w) {
   };
   TM_RETURN_IF_ERROR(up(w.tok_embd, &tok_embd_));
   TM_RETURN_IF_ERROR(up(w.output_norm, &output_norm_));
-  if (w.lm_head.data == w.tok_embd.data) {
+  if (w.lm_head.data == w.tok_embd.data && w.lm_head.shape == w.tok_embd.shape) {
     lm_head_ = tok_embd_;  // tied: one copy on the device
   } else {
     TM_RETURN_IF_ERROR(up(w.lm_head, &lm_head_));
@@ -91,7 +126,8 @@ absl::Status LlamaModel::AllocateActivations() {
   TM_RETURN_IF_ERROR(alloc(t, c.intermediate_size, &up_));
   TM_RETURN_IF_ERROR(alloc(t, c.intermediate_size, &act_));
   TM_RETURN_IF_ERROR(alloc(options_.max_num_logits, c.hidden_size, &logits_in_));
-  TM_RETURN_IF_ERROR(alloc(options_.max_num_logits, c.vocab_size, &logits_));
+  const int local_vocab = c.tp_vocab_size > 0 ? c.tp_vocab_size : c.vocab_size;
+  TM_RETURN_IF_ERROR(alloc(options_.max_num_logits, local_vocab, &logits_));
   return absl::OkStatus();
 }
 
@@ -109,7 +145,7 @@ KvCacheSpec LlamaModel::KvSpec(int num_blocks, int block_size) const {
 // One decoder layer. On entry residual_ holds the stream and normed_ its attention-normed
 // rows; on exit residual_ holds the stream after attention and proj_ the MLP output, which
 // the next layer's fused AddRmsNorm (or the final norm) adds in.
-void LlamaModel::RunLayer(int layer, int num_tokens) {
+absl::Status LlamaModel::RunLayer(int layer, int num_tokens) {
   const ModelConfig& c = config_;
   const DeviceLayer& w = layers_[layer];
   Backend& b = *backend_;
@@ -129,6 +165,7 @@ void LlamaModel::RunLayer(int layer, int num_tokens) {
   b.Attention(layer, q, ap, attn);
   const TensorView proj = Rows(proj_, num_tokens);
   b.MatMul(attn, w.wo, nullptr, proj);
+  if (comm_ != nullptr) TM_RETURN_IF_ERROR(AllReduce(proj));
   b.AddRmsNorm(Rows(residual_, num_tokens), proj, w.ffn_norm, c.rms_norm_eps, x);
   const TensorView gate = Rows(gate_, num_tokens), up = Rows(up_, num_tokens);
   const TensorView act = Rows(act_, num_tokens);
@@ -136,6 +173,49 @@ void LlamaModel::RunLayer(int layer, int num_tokens) {
   b.MatMul(x, w.w_up, nullptr, up);
   b.SiluMul(gate, up, act);
   b.MatMul(act, w.w_down, nullptr, proj);
+  if (comm_ != nullptr) TM_RETURN_IF_ERROR(AllReduce(proj));
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::AllReduce(const TensorView& t) {
+  const int64_t count = t.NumElements();
+  if (host_tensors_) return comm_->AllReduceSum(t.As<float>(), count);
+  stage_.resize(count);
+  backend_->CopyToHost(t, stage_.data());
+  TM_RETURN_IF_ERROR(comm_->AllReduceSum(stage_.data(), count));
+  backend_->CopyFromHost(stage_.data(), t);
+  return absl::OkStatus();
+}
+
+// Every rank pads its slice to the largest one so that the gather has one count; rank r's
+// slice of row i then sits at recv[(r * rows + i) * max_vocab].
+absl::Status LlamaModel::GatherLogits(const TensorView& local, int rows,
+                                      std::vector<float>* logits) {
+  const ModelConfig& c = config_;
+  const int n = c.tp_size;
+  const int64_t max_vocab = MaxVocabShardSize(c.vocab_size, n);
+  const int64_t mine = c.tp_vocab_size;
+  gather_send_.resize(rows * max_vocab);
+  gather_recv_.resize(n * rows * max_vocab);
+  if (mine == max_vocab) {
+    backend_->CopyToHost(local, gather_send_.data());
+  } else {
+    stage_.resize(rows * mine);
+    backend_->CopyToHost(local, stage_.data());
+    for (int64_t i = 0; i < rows; ++i) {
+      std::copy_n(stage_.data() + i * mine, mine, gather_send_.data() + i * max_vocab);
+    }
+  }
+  TM_RETURN_IF_ERROR(comm_->AllGather(gather_send_.data(), rows * max_vocab, gather_recv_.data()));
+  logits->resize(static_cast<size_t>(rows) * c.vocab_size);
+  for (int r = 0; r < n; ++r) {
+    const VocabRange v = VocabShard(c.vocab_size, r, n);
+    for (int64_t i = 0; i < rows; ++i) {
+      std::copy_n(gather_recv_.data() + (r * rows + i) * max_vocab, v.size,
+                  logits->data() + i * c.vocab_size + v.start);
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LlamaModel::Forward(const BatchPlan& plan, std::vector<float>* logits) {
@@ -151,29 +231,39 @@ absl::Status LlamaModel::Forward(const BatchPlan& plan, std::vector<float>* logi
                                                    " rows of logits; at most ",
                                                    options_.max_num_logits));
   }
+  TM_RETURN_IF_ERROR(backend_->PlanStep(plan));
+  const absl::Status run = RunGraph(plan, logits);
+  // Finish even after a failed collective: it ends the backend's step either way.
+  const absl::Status finish = backend_->Finish();
+  return run.ok() ? finish : run;
+}
+
+absl::Status LlamaModel::RunGraph(const BatchPlan& plan, std::vector<float>* logits) {
+  const int num_tokens = plan.num_tokens();
+  const int num_logits = static_cast<int>(plan.logits_rows.size());
   Backend& b = *backend_;
-  TM_RETURN_IF_ERROR(b.PlanStep(plan));
   const ModelConfig& c = config_;
   const TensorView residual = Rows(residual_, num_tokens);
   const TensorView normed = Rows(normed_, num_tokens);
   b.Embedding(tok_embd_, residual);
   b.RmsNorm(residual, layers_[0].attn_norm, c.rms_norm_eps, normed);
   for (int l = 0; l < c.num_layers; ++l) {
-    RunLayer(l, num_tokens);
+    TM_RETURN_IF_ERROR(RunLayer(l, num_tokens));
     const TensorView& next_norm = l + 1 < c.num_layers ? layers_[l + 1].attn_norm : output_norm_;
     b.AddRmsNorm(residual, Rows(proj_, num_tokens), next_norm, c.rms_norm_eps, normed);
   }
-  if (num_logits > 0) {
-    const TensorView rows = Rows(logits_in_, num_logits);
-    const TensorView out = Rows(logits_, num_logits);
-    b.GatherLogitsRows(normed, rows);
-    b.MatMul(rows, lm_head_, nullptr, out);
-    logits->resize(static_cast<size_t>(num_logits) * c.vocab_size);
-    b.CopyToHost(out, logits->data());
-  } else {
+  if (num_logits == 0) {
     logits->clear();
+    return absl::OkStatus();
   }
-  return b.Finish();
+  const TensorView rows = Rows(logits_in_, num_logits);
+  const TensorView out = Rows(logits_, num_logits);
+  b.GatherLogitsRows(normed, rows);
+  b.MatMul(rows, lm_head_, nullptr, out);
+  if (comm_ != nullptr) return GatherLogits(out, num_logits, logits);
+  logits->resize(static_cast<size_t>(num_logits) * c.vocab_size);
+  b.CopyToHost(out, logits->data());
+  return absl::OkStatus();
 }
 
 }  // namespace tokenmill

@@ -2,8 +2,14 @@
 // Backend ops. One instance per rank; it owns the activation buffers on its backend.
 //
 // Plan, then run: Forward() hands the step's BatchPlan to the backend once, then every
-// layer only runs ops. With tensor parallelism (`shard`), the instance holds its rank's
-// slice of the weights and calls the communicator after the row-parallel projections.
+// layer only runs ops.
+//
+// Tensor parallelism: given a shard (ShardModel, model/sharding.h) and its rank's
+// communicator, the instance holds the rank's slice of the weights, all-reduces the
+// partial sums of the row-parallel projections (o_proj, down) and all-gathers the
+// vocab-parallel logits, so every rank returns the full logits. All ranks must run
+// Forward with the same plans in the same order. Without a communicator (or with a
+// one-rank one) the model runs exactly as a single rank: same ops, same bits.
 #pragma once
 
 #include <memory>
@@ -12,12 +18,18 @@
 #include "absl/status/statusor.h"
 #include "tokenmill/backend/backend.h"
 #include "tokenmill/model/weights.h"
+#include "tokenmill/parallel/communicator.h"
 
 namespace tokenmill {
 
 struct LlamaModelOptions {
   int max_num_tokens = 2048;  // most tokens in one step (the batched-token budget)
   int max_num_logits = 256;   // most rows of logits one step may ask for
+  // This rank's communicator; required when the model is a shard (config.tp_size > 1),
+  // with world_size == tp_size and rank == tp_rank. Not owned; must outlive the model.
+  // Host-memory communicators (loopback) work with any backend (the CPU backend's
+  // tensors are used in place, others are staged through host copies).
+  Communicator* communicator = nullptr;
 };
 
 class LlamaModel {
@@ -35,8 +47,9 @@ class LlamaModel {
   KvCacheSpec KvSpec(int num_blocks, int block_size) const;
 
   // Runs one step. On success `logits` holds plan.logits_rows.size() rows of vocab_size
-  // floats, in the plan's order. Requires: the KV cache is allocated and the plan's
-  // block tables refer to it; plan.num_tokens() <= max_num_tokens.
+  // floats, in the plan's order (the whole vocabulary, on every rank). Requires: the KV
+  // cache is allocated and the plan's block tables refer to it; plan.num_tokens() <=
+  // max_num_tokens. A failed collective fails the step (and breaks the group).
   absl::Status Forward(const BatchPlan& plan, std::vector<float>* logits);
 
  private:
@@ -45,10 +58,17 @@ class LlamaModel {
     TensorView attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
   };
   LlamaModel(const ModelConfig& config, Backend* backend, const LlamaModelOptions& options)
-      : config_(config), backend_(backend), options_(options) {}
+      : config_(config), backend_(backend), options_(options), comm_(options.communicator) {}
+  absl::Status CheckCommunicator();
   absl::Status UploadWeights(const ModelWeights& weights);
   absl::Status AllocateActivations();
-  void RunLayer(int layer, int num_tokens);
+  absl::Status RunLayer(int layer, int num_tokens);
+  absl::Status RunGraph(const BatchPlan& plan, std::vector<float>* logits);
+  bool is_sharded() const { return config_.tp_size > 1; }
+  // Sums `t` (a backend tensor) over the ranks, in place.
+  absl::Status AllReduce(const TensorView& t);
+  // Gathers the ranks' vocab slices of `local` [rows, tp_vocab_size] into `logits`.
+  absl::Status GatherLogits(const TensorView& local, int rows, std::vector<float>* logits);
 
   ModelConfig config_;
   Backend* backend_;
@@ -58,6 +78,11 @@ class LlamaModel {
   // Activation buffers sized for max_num_tokens rows.
   TensorView residual_, normed_, q_, k_, v_, attn_, proj_, gate_, up_, act_, logits_in_, logits_;
   std::vector<TensorView> allocated_;
+  // Tensor parallelism: the communicator, whether the backend's tensors are host memory
+  // the communicator may use in place, and host staging buffers.
+  Communicator* comm_ = nullptr;
+  bool host_tensors_ = false;
+  std::vector<float> stage_, gather_send_, gather_recv_;
 };
 
 }  // namespace tokenmill
