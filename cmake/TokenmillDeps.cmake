@@ -19,3 +19,10 @@ endif()
 if(TOKENMILL_BUILD_BENCH)
   find_package(benchmark REQUIRED)
 endif()
+# The front end and the daemon (api/, server/): gRPC + protobuf, cpp-httplib (Debian builds it
+# with OpenSSL, so its TLS server is available), yaml-cpp, OpenSSL (key hashes).
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_package(OpenSSL REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+pkg_check_modules(YAMLCPP REQUIRED IMPORTED_TARGET yaml-cpp)

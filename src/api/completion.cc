@@ -78,9 +78,10 @@ absl::StatusOr<EngineRequest> PrepareRequest(const ModelBundle& bundle,
   return r;
 }
 
-CompletionResult CollectCompletion(Engine& engine, const ModelBundle& bundle,
-                                   const EngineRequest& request, RequestStream& stream,
-                                   const CompletionInput& input, const DeltaCallback& on_delta) {
+CompletionResult StreamCompletion(Engine& engine, const ModelBundle& bundle,
+                                  const EngineRequest& request, RequestStream& stream,
+                                  const CompletionInput& input,
+                                  const CompletionDeltaCallback& on_delta) {
   CompletionResult result;
   result.request_id = stream.request_id();
   result.prompt_ids = request.prompt_ids;
@@ -95,29 +96,43 @@ CompletionResult CollectCompletion(Engine& engine, const ModelBundle& bundle,
   while (stream.Next(&ev)) {
     CompletionChoice& c = result.choices[ev.index];
     SequenceTextStream& text = *texts[ev.index];
-    std::string delta;
-    std::vector<int32_t> new_ids;
+    CompletionDelta d;
+    d.index = ev.index;
     for (size_t k = 0; k < ev.token_ids.size() && !text.stopped(); ++k) {
-      auto stopped = text.Add(ev.token_ids[k], &delta);
+      auto stopped = text.Add(ev.token_ids[k], &d.text);
       if (!stopped.ok()) {
         result.status = stopped.status();
         break;
       }
-      new_ids.push_back(ev.token_ids[k]);
-      if (k < ev.logprobs.size()) c.logprobs.push_back(ev.logprobs[k]);
+      d.ids.push_back(ev.token_ids[k]);
+      if (k < ev.logprobs.size()) d.logprobs.push_back(ev.logprobs[k]);
       if (*stopped) engine.StopSequence(stream.request_id(), ev.index);
     }
     if (ev.finished) {
-      text.Finish(&delta);
+      text.Finish(&d.text);
       c.finish_reason = text.stopped() ? FinishReason::kStop : ev.finish_reason;
+      d.finish_reason = c.finish_reason;
     }
-    c.ids.insert(c.ids.end(), new_ids.begin(), new_ids.end());
-    c.text += delta;
-    if (on_delta && (!delta.empty() || !new_ids.empty())) on_delta(ev.index, delta, new_ids);
+    c.ids.insert(c.ids.end(), d.ids.begin(), d.ids.end());
+    c.logprobs.insert(c.logprobs.end(), d.logprobs.begin(), d.logprobs.end());
+    c.text += d.text;
+    if (on_delta && (!d.text.empty() || !d.ids.empty() || ev.finished)) on_delta(d);
     if (!ev.status.ok()) result.status = ev.status;
     if (ev.usage.has_value()) result.usage = *ev.usage;
   }
   return result;
+}
+
+CompletionResult CollectCompletion(Engine& engine, const ModelBundle& bundle,
+                                   const EngineRequest& request, RequestStream& stream,
+                                   const CompletionInput& input, const DeltaCallback& on_delta) {
+  CompletionDeltaCallback cb = nullptr;
+  if (on_delta) {
+    cb = [&on_delta](const CompletionDelta& d) {
+      if (!d.text.empty() || !d.ids.empty()) on_delta(d.index, d.text, d.ids);
+    };
+  }
+  return StreamCompletion(engine, bundle, request, stream, input, cb);
 }
 
 absl::StatusOr<CompletionResult> RunCompletion(Engine& engine, const ModelBundle& bundle,

@@ -35,7 +35,8 @@ void AddEngineFlags(CLI::App* app, EngineFlags* f) {
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> BuildEngine(const ModelBundle& bundle,
-                                                    const EngineFlags& f) {
+                                                    const EngineFlags& f,
+                                                    const EngineAccounting& accounting) {
   if (f.max_num_seqs < 1) return absl::InvalidArgumentError("--max-num-seqs must be >= 1");
   if (f.max_batched_tokens < 1) {
     return absl::InvalidArgumentError("--max-batched-tokens must be >= 1");
@@ -62,6 +63,7 @@ absl::StatusOr<std::unique_ptr<Engine>> BuildEngine(const ModelBundle& bundle,
                                      : bundle.model->config.max_position_embeddings;
   opts.enable_prefix_caching = !f.no_prefix_caching;
   opts.max_pending_requests = f.max_pending_requests;
+  opts.accounting = accounting;
   return Engine::Create(opts, std::move(exec));
 }
 

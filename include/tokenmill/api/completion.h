@@ -52,6 +52,17 @@ struct CompletionResult {
 using DeltaCallback =
     std::function<void(int index, const std::string& text, const std::vector<int32_t>& ids)>;
 
+// One streamed piece of one sample, for front ends that also need log-probs and the
+// sample's end (gRPC, SSE).
+struct CompletionDelta {
+  int index = 0;
+  std::string text;                    // new final text (may be empty)
+  std::vector<int32_t> ids;            // new ids, up to the one that completed a stop string
+  std::vector<SampledToken> logprobs;  // parallel to ids when the request asked for them
+  FinishReason finish_reason = FinishReason::kNone;  // set on the sample's last delta only
+};
+using CompletionDeltaCallback = std::function<void(const CompletionDelta& delta)>;
+
 // Turns the input into an engine request: renders the chat template, tokenizes,
 // checks limits. InvalidArgument naming the field for bad input (no prompt, several,
 // stop strings without a tokenizer, ...).
@@ -64,6 +75,13 @@ CompletionResult CollectCompletion(Engine& engine, const ModelBundle& bundle,
                                    const EngineRequest& request, RequestStream& stream,
                                    const CompletionInput& input,
                                    const DeltaCallback& on_delta = nullptr);
+
+// CollectCompletion with a CompletionDelta per event that carries text, ids or the end of
+// a sample (every sample's last delta has its finish_reason, even when empty).
+CompletionResult StreamCompletion(Engine& engine, const ModelBundle& bundle,
+                                  const EngineRequest& request, RequestStream& stream,
+                                  const CompletionInput& input,
+                                  const CompletionDeltaCallback& on_delta);
 
 // PrepareRequest + Submit + CollectCompletion.
 absl::StatusOr<CompletionResult> RunCompletion(Engine& engine, const ModelBundle& bundle,

@@ -27,8 +27,10 @@ struct EngineFlags {
 
 void AddEngineFlags(CLI::App* app, EngineFlags* flags);
 
-// Builds the executor and engine for `bundle` (which must outlive the engine).
+// Builds the executor and engine for `bundle` (which must outlive the engine). The meters,
+// metrics and ledger in `accounting` must outlive it too.
 absl::StatusOr<std::unique_ptr<Engine>> BuildEngine(const ModelBundle& bundle,
-                                                    const EngineFlags& flags);
+                                                    const EngineFlags& flags,
+                                                    const EngineAccounting& accounting = {});
 
 }  // namespace tokenmill

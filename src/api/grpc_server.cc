@@ -1,0 +1,96 @@
+#include "tokenmill/api/grpc_server.h"
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "api/grpc_service.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "spdlog/spdlog.h"
+
+namespace tokenmill {
+namespace {
+
+constexpr char kServiceName[] = "tokenmill.v1.Inference";
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("tls: cannot read ", path));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string HostPort(const std::string& host, int port) {
+  // IPv6 literals need brackets in a gRPC address.
+  if (host.find(':') != std::string::npos && host.front() != '[') {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(Frontend& frontend,
+                                                             const GrpcServerOptions& options) {
+  std::unique_ptr<GrpcServer> s(new GrpcServer());
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!options.cert_file.empty() || !options.key_file.empty()) {
+    if (options.cert_file.empty() || options.key_file.empty()) {
+      return absl::InvalidArgumentError("tls: set both cert_file and key_file");
+    }
+    auto cert = ReadFile(options.cert_file);
+    if (!cert.ok()) return cert.status();
+    auto key = ReadFile(options.key_file);
+    if (!key.ok()) return key.status();
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    creds = grpc::SslServerCredentials(ssl);
+    s->is_tls_ = true;
+  }
+  // Process-wide switches, read by the builder below.
+  grpc::EnableDefaultHealthCheckService(true);
+  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  s->service_ = std::make_unique<InferenceService>(frontend);
+  grpc::ServerBuilder builder;
+  const std::string address = HostPort(options.host, options.port);
+  builder.AddListeningPort(address, creds, &s->port_);
+  builder.RegisterService(s->service_.get());
+  const int64_t max_bytes = frontend.limits().max_request_bytes;
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(max_bytes, INT32_MAX)));
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("grpc: cannot listen on ", address));
+  }
+  s->SetServing(true);
+  return s;
+}
+
+GrpcServer::~GrpcServer() { Shutdown(0); }
+
+void GrpcServer::SetServing(bool serving) {
+  if (server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);  // "" and every registered service
+  health->SetServingStatus(kServiceName, serving);
+}
+
+void GrpcServer::Shutdown(double timeout_s) {
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  const auto deadline = std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  server_->Shutdown(deadline);
+  // Generate threads end once their engine requests do (the cancellations above end them).
+  if (!service_->workers().Wait(30)) spdlog::warn("grpc: Generate threads still running");
+  server_->Wait();
+}
+
+}  // namespace tokenmill

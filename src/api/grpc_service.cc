@@ -1,0 +1,292 @@
+#include "api/grpc_service.h"
+
+#include <chrono>
+#include <deque>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "api/proto_convert.h"
+#include "api/utf8.h"
+#include "spdlog/spdlog.h"
+#include "tokenmill/api/errors.h"
+#include "tokenmill/core/status.h"
+
+namespace tokenmill {
+namespace {
+
+using WallClock = std::chrono::system_clock;
+
+// Seconds left before the call's deadline; nullopt when it has none.
+std::optional<double> SecondsLeft(const grpc::CallbackServerContext& ctx) {
+  const WallClock::time_point deadline = ctx.deadline();
+  // gRPC reports "no deadline" as (nearly) time_point::max().
+  if (deadline >= WallClock::time_point::max() - std::chrono::hours(24 * 365)) return std::nullopt;
+  return std::chrono::duration<double>(deadline - WallClock::now()).count();
+}
+
+// One Generate call. The worker thread (Run) produces messages; gRPC writes them one at a
+// time (OnWriteDone pops the queue). Messages for the same sample that pile up behind a slow
+// client are merged, so a slow reader gets fewer, larger messages instead of unbounded ones.
+class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  GenerateReactor(Frontend& frontend, WorkerGroup& workers, grpc::CallbackServerContext* ctx,
+                  const v1::GenerateRequest* request)
+      : frontend_(frontend), ctx_(ctx), request_(request) {
+    workers.Spawn([this] { Run(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    const v1::GenerateResponse* next = nullptr;
+    bool finish = false;
+    grpc::Status status;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.pop_front();
+      if (!ok) {
+        // The client is gone: nobody will read the rest.
+        write_failed_ = true;
+        queue_.clear();
+        if (active_ != nullptr) active_->Cancel();
+      }
+      if (!queue_.empty()) {
+        next = &queue_.front();
+      } else {
+        writing_ = false;
+        if (finish_requested_ && !finished_) {
+          finished_ = finish = true;
+          status = final_status_;
+        }
+      }
+    }
+    if (next != nullptr) StartWrite(next);
+    if (finish) Finish(status);
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    if (active_ != nullptr) active_->Cancel(CancelReason());
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  FinishReason CancelReason() const {
+    const std::optional<double> left = SecondsLeft(*ctx_);
+    return left.has_value() && *left <= 0 ? FinishReason::kDeadline : FinishReason::kCancelled;
+  }
+
+  absl::Status Serve() {
+    TM_ASSIGN_OR_RETURN(Principal who, frontend_.Authenticate(AuthorizationOf(*ctx_)));
+    TM_ASSIGN_OR_RETURN(ClientRequest client, ClientRequestFromProto(*request_));
+    if (const std::optional<double> left = SecondsLeft(*ctx_); left.has_value()) {
+      if (*left <= 0) return absl::DeadlineExceededError("deadline passed before admission");
+      client.input.deadline_s = frontend_.clock().NowSeconds() + *left;
+    }
+    const int top_logprobs = client.input.sampling.logprobs;
+    TM_ASSIGN_OR_RETURN(std::unique_ptr<ActiveRequest> active,
+                        frontend_.Start(who, std::move(client)));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      active_ = active.get();
+      if (cancelled_) active->Cancel(CancelReason());
+    }
+    const Tokenizer* tokenizer = frontend_.bundle().tokenizer.get();
+    const std::string id = active->id();
+    const CompletionResult& result = active->Collect([&](const CompletionDelta& d) {
+      Send(DeltaToProto(id, d, tokenizer, top_logprobs), /*mergeable=*/true);
+    });
+    absl::Status status = active->TerminalStatus();
+    if (status.ok()) {
+      v1::GenerateResponse last;
+      last.set_request_id(id);
+      FillFinalInfo(result, last.mutable_final());
+      Send(std::move(last), /*mergeable=*/false);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      active_ = nullptr;
+    }
+    return status;
+  }
+
+  void Run() {
+    absl::Status status;
+    try {
+      status = Serve();
+    } catch (const std::exception& e) {
+      spdlog::error("grpc: Generate threw: {}", e.what());
+      status = absl::InternalError("internal error");
+    }
+    // Nothing touches `this` after FinishWith: OnDone may delete it at once.
+    FinishWith(ToGrpcStatus(status));
+  }
+
+  void Send(v1::GenerateResponse msg, bool mergeable) {
+    const v1::GenerateResponse* start = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (write_failed_) return;
+      // queue_.front() is in flight while writing_; anything behind it may still change.
+      const size_t in_flight = writing_ ? 1 : 0;
+      if (mergeable && queue_.size() > in_flight) {
+        v1::GenerateResponse& back = queue_.back();
+        if (back.index() == msg.index() && !back.has_final() &&
+            back.finish_reason() == v1::FINISH_REASON_UNSPECIFIED) {
+          MergeDelta(back, msg);
+          return;
+        }
+      }
+      queue_.push_back(std::move(msg));
+      if (!writing_) {
+        writing_ = true;
+        start = &queue_.front();
+      }
+    }
+    if (start != nullptr) StartWrite(start);
+  }
+
+  void FinishWith(const grpc::Status& status) {
+    bool finish = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      finish_requested_ = true;
+      final_status_ = status;
+      if (!writing_) finished_ = finish = true;
+    }
+    if (finish) Finish(status);
+  }
+
+  Frontend& frontend_;
+  grpc::CallbackServerContext* const ctx_;
+  const v1::GenerateRequest* const request_;
+  std::mutex mu_;
+  std::deque<v1::GenerateResponse> queue_;  // references stay valid across push_back
+  bool writing_ = false;
+  bool write_failed_ = false;
+  bool cancelled_ = false;
+  bool finish_requested_ = false;
+  bool finished_ = false;
+  grpc::Status final_status_;
+  ActiveRequest* active_ = nullptr;  // while Serve streams; guarded by mu_
+};
+
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace
+
+void WorkerGroup::Spawn(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++num_running_;
+  }
+  std::thread([this, fn = std::move(fn)] {
+    fn();
+    // Notify under the lock: a waiter may destroy the group as soon as it can lock.
+    std::lock_guard<std::mutex> lock(mu_);
+    --num_running_;
+    cv_.notify_all();
+  }).detach();
+}
+
+bool WorkerGroup::Wait(double timeout_s) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, std::chrono::duration<double>(timeout_s),
+                      [&] { return num_running_ == 0; });
+}
+
+std::string AuthorizationOf(const grpc::CallbackServerContext& ctx) {
+  const auto& md = ctx.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
+    grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
+  return new GenerateReactor(frontend_, workers_, ctx, request);
+}
+
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* ctx,
+                                                     const v1::TokenizeRequest* request,
+                                                     v1::TokenizeResponse* response) {
+  auto who = frontend_.Authenticate(AuthorizationOf(*ctx));
+  if (!who.ok()) return Reply(ctx, who.status());
+  if (absl::Status s = frontend_.CheckModel(request->model()); !s.ok()) return Reply(ctx, s);
+  auto input = TokenizeInputFromProto(*request);
+  if (!input.ok()) return Reply(ctx, input.status());
+  auto ids = frontend_.Tokenize(*input);
+  if (!ids.ok()) return Reply(ctx, ids.status());
+  const Tokenizer* tok = frontend_.bundle().tokenizer.get();
+  for (int32_t id : *ids) {
+    response->add_token_ids(id);
+    const std::string_view piece = tok != nullptr ? tok->TokenString(id) : std::string_view();
+    response->add_tokens(SanitizeUtf8(absl::string_view(piece.data(), piece.size())));
+  }
+  response->set_max_model_len(frontend_.engine().max_seq_len());
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerContext* ctx,
+                                                       const v1::DetokenizeRequest* request,
+                                                       v1::DetokenizeResponse* response) {
+  auto who = frontend_.Authenticate(AuthorizationOf(*ctx));
+  if (!who.ok()) return Reply(ctx, who.status());
+  if (absl::Status s = frontend_.CheckModel(request->model()); !s.ok()) return Reply(ctx, s);
+  const Tokenizer* tok = frontend_.bundle().tokenizer.get();
+  if (tok == nullptr) {
+    return Reply(ctx, absl::FailedPreconditionError(absl::StrCat(
+                          "model: '", frontend_.model_name(), "' has no tokenizer")));
+  }
+  const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= tok->vocab_size()) {
+      return Reply(ctx, absl::InvalidArgumentError(absl::StrCat(
+                            "token_ids[", i, "]: ", ids[i], " is outside [0, ",
+                            tok->vocab_size(), ")")));
+    }
+  }
+  auto text = tok->Decode(ids, !request->has_skip_special_tokens() ||
+                                   request->skip_special_tokens());
+  if (!text.ok()) return Reply(ctx, text.status());
+  response->set_text(SanitizeUtf8(*text));
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListModelsRequest*,
+                                                       v1::ListModelsResponse* response) {
+  auto who = frontend_.Authenticate(AuthorizationOf(*ctx));
+  if (!who.ok()) return Reply(ctx, who.status());
+  const ModelBundle& b = frontend_.bundle();
+  v1::ModelInfo* m = response->add_models();
+  m->set_id(frontend_.model_name());
+  m->set_architecture(b.model->config.architecture);
+  m->set_max_model_len(frontend_.engine().max_seq_len());
+  m->set_vocab_size(b.model->config.vocab_size);
+  m->set_has_tokenizer(b.tokenizer != nullptr);
+  m->set_has_chat_template(b.chat_template.has_value());
+  m->set_random_weights(b.model->config.is_random_weights);
+  m->set_created(frontend_.created_unix_s());
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* InferenceService::GetStats(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetStatsRequest*,
+                                                     v1::GetStatsResponse* response) {
+  auto who = frontend_.Authenticate(AuthorizationOf(*ctx));
+  if (!who.ok()) return Reply(ctx, who.status());
+  if (absl::Status s = Frontend::RequireAdmin(*who, "GetStats"); !s.ok()) return Reply(ctx, s);
+  FillStats(frontend_.engine().stats(), frontend_.engine().executor().block_size(), response);
+  response->set_model(frontend_.model_name());
+  response->set_num_active_streams(frontend_.num_active());
+  response->set_draining(frontend_.draining());
+  response->set_uptime_s(frontend_.uptime_s());
+  return Reply(ctx, absl::OkStatus());
+}
+
+}  // namespace tokenmill
