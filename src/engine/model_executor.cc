@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/tensor_parallel_executor.h"
 #include "spdlog/spdlog.h"
 #include "tokenmill/backend/cpu_backend.h"
 #ifdef TOKENMILL_HAVE_CUDA
@@ -95,9 +96,11 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const ExecutorOptions& opti
 absl::StatusOr<std::unique_ptr<ModelExecutor>> MakeModelExecutor(const LoadedModel& model,
                                                                   const ExecutorOptions& options) {
   if (options.block_size < 1) return absl::InvalidArgumentError("block_size must be >= 1");
-  if (options.tensor_parallel != 1) {
-    return absl::UnimplementedError("tensor_parallel > 1 is not wired yet");
+  if (options.tensor_parallel < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor_parallel must be >= 1 (got ", options.tensor_parallel, ")"));
   }
+  if (options.tensor_parallel > 1) return MakeTensorParallelExecutor(model, options);
   TM_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, MakeBackend(options));
   auto exec = std::make_unique<SingleRankExecutor>(model.config, std::move(backend), options);
   TM_RETURN_IF_ERROR(exec->Init(model));

@@ -1,0 +1,280 @@
+#include "engine/tensor_parallel_executor.h"
+
+#include <algorithm>
+#include <exception>
+#include <functional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "spdlog/spdlog.h"
+#include "tokenmill/backend/cpu_backend.h"
+#include "tokenmill/core/status.h"
+#include "tokenmill/kv/kv_cache_config.h"
+#include "tokenmill/model/sharding.h"
+#include "tokenmill/parallel/loopback.h"
+#ifdef TOKENMILL_HAVE_CUDA
+#include "tokenmill/backend/cuda_backend.h"
+#endif
+
+namespace tokenmill {
+namespace {
+
+// How long a rank waits in a collective for the others. Ranks do equal work between
+// collectives, so a long wait means a rank is gone, not slow.
+constexpr absl::Duration kCollectiveTimeout = absl::Minutes(5);
+
+// Runs one function per rank: rank 0 on the calling thread, the others on threads owned
+// here, so a step costs one wake-up per extra rank and no thread creation.
+class RankThreads {
+ public:
+  using Job = std::function<absl::Status(int rank)>;
+
+  // `on_exception` runs (on the rank's thread) when a job throws: the rank has left its
+  // step half done, so the caller must release the ranks waiting for it.
+  RankThreads(int num_ranks, std::function<void(const absl::Status&)> on_exception)
+      : num_ranks_(num_ranks), on_exception_(std::move(on_exception)), results_(num_ranks) {
+    for (int r = 1; r < num_ranks; ++r) threads_.emplace_back([this, r] { Loop(r); });
+  }
+
+  ~RankThreads() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+
+  // Runs job(r) for every rank; returns when all have finished, with their statuses.
+  std::vector<absl::Status> Run(const Job& job) {
+    {
+      absl::MutexLock lock(&mu_);
+      job_ = &job;
+      pending_ = num_ranks_ - 1;
+      ++generation_;
+    }
+    const absl::Status mine = Guarded(job, 0);
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* pending) { return *pending == 0; }, &pending_));
+    results_[0] = mine;
+    job_ = nullptr;
+    return results_;
+  }
+
+ private:
+  void Loop(int rank) {
+    int64_t seen = 0;
+    for (;;) {
+      const Job* job;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+          return stop_ || generation_ != seen;
+        };
+        mu_.Await(absl::Condition(&ready));
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+      }
+      const absl::Status s = Guarded(*job, rank);
+      absl::MutexLock lock(&mu_);
+      results_[rank] = s;
+      --pending_;
+    }
+  }
+
+  // Thread entry points turn stray exceptions into INTERNAL (STYLE.md section 3).
+  absl::Status Guarded(const Job& job, int rank) {
+    try {
+      return job(rank);
+    } catch (const std::exception& e) {
+      const absl::Status s =
+          absl::InternalError(absl::StrCat("rank ", rank, ": exception: ", e.what()));
+      on_exception_(s);
+      return s;
+    } catch (...) {
+      const absl::Status s = absl::InternalError(absl::StrCat("rank ", rank, ": exception"));
+      on_exception_(s);
+      return s;
+    }
+  }
+
+  const int num_ranks_;
+  std::function<void(const absl::Status&)> on_exception_;
+  absl::Mutex mu_;
+  const Job* job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<absl::Status> results_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;
+};
+
+// The first failure, by rank, or OK.
+absl::Status FirstError(const std::vector<absl::Status>& statuses) {
+  for (size_t r = 0; r < statuses.size(); ++r) {
+    if (!statuses[r].ok()) {
+      return absl::Status(statuses[r].code(),
+                          absl::StrCat("rank ", r, ": ", std::string(statuses[r].message())));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Rank r's backend: a CPU backend, or the CUDA backend on device r (one GPU per rank).
+absl::StatusOr<std::unique_ptr<Backend>> MakeRankBackend(const ExecutorOptions& options,
+                                                         [[maybe_unused]] int r,
+                                                         int threads_per_rank) {
+  if (options.backend == "cpu") return MakeCpuBackend({.num_threads = threads_per_rank});
+#ifdef TOKENMILL_HAVE_CUDA
+  if (options.backend == "cuda") {
+    CudaBackendOptions cuda;
+    cuda.device = r;
+    return MakeCudaBackend(cuda);
+  }
+#endif
+  return absl::InvalidArgumentError(
+      absl::StrCat("backend '", options.backend, "' has no tensor parallelism in this build"));
+}
+
+absl::Status CheckBackend(const ExecutorOptions& options) {
+  if (options.backend == "cpu") return absl::OkStatus();
+  if (options.backend == "cuda") {
+#ifdef TOKENMILL_HAVE_CUDA
+    const int n = options.tensor_parallel;
+    const int gpus = CudaDeviceCount();
+    if (gpus < n) {
+      return absl::InvalidArgumentError(absl::StrCat("--tensor-parallel ", n, " needs ", n,
+                                                     " GPUs (one per rank); this machine has ",
+                                                     gpus));
+    }
+    return absl::OkStatus();
+#else
+    return absl::InvalidArgumentError(
+        "backend 'cuda' is not available in this build (TOKENMILL_CUDA=ON builds it)");
+#endif
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("backend '", options.backend, "' is unknown (have: cpu, cuda)"));
+}
+
+// One rank's shard, backend, model.
+struct Rank {
+  std::unique_ptr<LoadedModel> shard;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<LlamaModel> model;
+  std::vector<float> logits;  // ranks > 0: the gathered logits nobody reads
+};
+
+class TensorParallelExecutor final : public ModelExecutor {
+ public:
+  TensorParallelExecutor(const ModelConfig& config, const ExecutorOptions& options,
+                         int threads_per_rank)
+      : config_(config), options_(options), threads_per_rank_(threads_per_rank) {}
+
+  ~TensorParallelExecutor() override {
+    threads_.reset();  // ranks are idle between steps; stop them before their models go
+  }
+
+  absl::Status Init(const LoadedModel& model) {
+    const int n = options_.tensor_parallel;
+    TM_ASSIGN_OR_RETURN(group_, LoopbackGroup::Create({.world_size = n,
+                                                      .timeout = kCollectiveTimeout}));
+    threads_ = std::make_unique<RankThreads>(n, [this](const absl::Status& s) {
+      group_->Abort(s);
+    });
+    ranks_.resize(n);
+    // Each rank shards and uploads its own weights, in parallel.
+    TM_RETURN_IF_ERROR(FirstError(threads_->Run([&](int r) { return InitRank(model, r); })));
+    int num_blocks = options_.num_kv_blocks;
+    if (num_blocks <= 0) {
+      const KvCacheSpec one = ranks_[0].model->KvSpec(1, options_.block_size);
+      TM_ASSIGN_OR_RETURN(num_blocks,
+                          NumBlocksForBudget(options_.kv_cache_bytes,
+                                             static_cast<int64_t>(one.BytesPerToken()),
+                                             options_.block_size));
+    }
+    spec_ = ranks_[0].model->KvSpec(num_blocks, options_.block_size);
+    return FirstError(
+        threads_->Run([&](int r) { return ranks_[r].backend->AllocateKvCache(spec_); }));
+  }
+
+  const ModelConfig& config() const override { return config_; }
+  int num_kv_blocks() const override { return spec_.num_blocks; }
+  int block_size() const override { return spec_.block_size; }
+  int max_num_tokens() const override { return options_.max_num_tokens; }
+  int max_num_logits() const override { return options_.max_num_logits; }
+
+  absl::Status Execute(const BatchPlan& plan, std::span<const BlockCopy> copies,
+                       std::vector<float>* logits) override {
+    if (!broken_.ok()) return broken_;
+    copy_pairs_.clear();
+    for (const BlockCopy& c : copies) copy_pairs_.emplace_back(c.src, c.dst);
+    const absl::Status step = FirstError(threads_->Run([&](int r) {
+      Rank& rank = ranks_[r];
+      if (!copy_pairs_.empty()) rank.backend->CopyKvBlocks(copy_pairs_);
+      return rank.model->Forward(plan, r == 0 ? logits : &rank.logits);
+    }));
+    if (const absl::Status group = group_->status(); !group.ok()) {
+      broken_ = absl::UnavailableError(absl::StrCat(
+          "tensor-parallel ranks are out of step (", std::string(group.message()),
+          "); restart the engine"));
+      spdlog::error("{}", std::string(broken_.message()));
+    }
+    return step;
+  }
+
+  std::string Describe() const override {
+    const bool is_cpu = options_.backend == "cpu";
+    return absl::StrCat(
+        std::string(ranks_[0].backend->Name()), " x", options_.tensor_parallel,
+        is_cpu ? absl::StrCat(" loopback ranks (", threads_per_rank_, " thread(s) each)")
+               : std::string(" (one GPU per rank, collectives staged through host memory)"),
+        ", ", spec_.num_blocks, " KV blocks of ", spec_.block_size, " tokens per rank");
+  }
+
+ private:
+  absl::Status InitRank(const LoadedModel& model, int r) {
+    Rank& rank = ranks_[r];
+    TM_ASSIGN_OR_RETURN(rank.shard, ShardModel(model, r, options_.tensor_parallel));
+    TM_ASSIGN_OR_RETURN(rank.backend, MakeRankBackend(options_, r, threads_per_rank_));
+    LlamaModelOptions mo;
+    mo.max_num_tokens = options_.max_num_tokens;
+    mo.max_num_logits = options_.max_num_logits;
+    mo.communicator = group_->rank(r);
+    TM_ASSIGN_OR_RETURN(rank.model, LlamaModel::Create(*rank.shard, rank.backend.get(), mo));
+    return absl::OkStatus();
+  }
+
+  ModelConfig config_;
+  ExecutorOptions options_;
+  int threads_per_rank_;
+  std::unique_ptr<LoopbackGroup> group_;
+  std::vector<Rank> ranks_;
+  std::unique_ptr<RankThreads> threads_;  // declared last: stopped first
+  KvCacheSpec spec_;
+  std::vector<std::pair<int32_t, int32_t>> copy_pairs_;
+  absl::Status broken_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelExecutor>> MakeTensorParallelExecutor(
+    const LoadedModel& model, const ExecutorOptions& options) {
+  const int n = options.tensor_parallel;
+  TM_CHECK(n > 1, "tensor_parallel ", n);
+  TM_RETURN_IF_ERROR(CheckShardable(model, n));
+  TM_RETURN_IF_ERROR(CheckBackend(options));
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads_per_rank = options.num_threads > 0 ? options.num_threads : std::max(1, hw / n);
+  auto exec = std::make_unique<TensorParallelExecutor>(model.config, options, threads_per_rank);
+  TM_RETURN_IF_ERROR(exec->Init(model));
+  spdlog::info("tensor parallelism: {}", exec->Describe());
+  return exec;
+}
+
+}  // namespace tokenmill
