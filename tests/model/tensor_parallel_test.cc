@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <numeric>
 #include <thread>
 
@@ -47,7 +48,11 @@ double WorstRowError(const std::vector<float>& got, const std::vector<float>& wa
 // One sequence through N shards in lockstep, like SingleSequenceRunner on one rank.
 class TensorParallelRunner {
  public:
-  TensorParallelRunner(const LoadedModel& whole, int n, int max_tokens = 256, int block_size = 16)
+  using BackendFactory = std::function<std::unique_ptr<Backend>()>;
+  static std::unique_ptr<Backend> CpuBackend() { return MakeCpuBackend({.num_threads = 1}); }
+
+  TensorParallelRunner(const LoadedModel& whole, int n, int max_tokens = 256, int block_size = 16,
+                       const BackendFactory& make_backend = CpuBackend)
       : n_(n), block_size_(block_size) {
     group_ = std::move(LoopbackGroup::Create({.world_size = n, .timeout = absl::Seconds(60)})).value();
     const int num_blocks = (max_tokens + block_size - 1) / block_size + 1;
@@ -55,7 +60,7 @@ class TensorParallelRunner {
       auto shard = ShardModel(whole, r, n);
       EXPECT_TRUE(shard.ok()) << shard.status();
       shards_.push_back(std::move(shard).value());
-      backends_.push_back(MakeCpuBackend({.num_threads = 1}));
+      backends_.push_back(make_backend());
       LlamaModelOptions o;
       o.max_num_tokens = max_tokens;
       o.max_num_logits = max_tokens;
@@ -214,6 +219,80 @@ TEST(TensorParallelTest, EveryWeightDtypeWithBiasesAndAnUnevenVocabulary) {
       EXPECT_EQ(tp_greedy.Greedy(prompt, 12), one_greedy.Greedy(prompt, 12));
     }
   }
+}
+
+// The CPU backend under another name: the model cannot assume its tensors are host
+// memory, so collectives go through CopyToHost / CopyFromHost as they do on a GPU.
+class StagedCpuBackend final : public Backend {
+ public:
+  StagedCpuBackend() : b_(MakeCpuBackend({.num_threads = 1})) {}
+  std::string_view Name() const override { return "staged-cpu"; }
+  absl::StatusOr<TensorView> Allocate(DType d, Shape s) override { return b_->Allocate(d, s); }
+  void Free(const TensorView& t) override { b_->Free(t); }
+  absl::StatusOr<TensorView> UploadWeight(const TensorView& h) override {
+    return b_->UploadWeight(h);
+  }
+  absl::Status AllocateKvCache(const KvCacheSpec& s) override { return b_->AllocateKvCache(s); }
+  const KvCacheSpec& kv_cache_spec() const override { return b_->kv_cache_spec(); }
+  void CopyToHost(const TensorView& src, void* dst) override {
+    ++num_host_copies;
+    b_->CopyToHost(src, dst);
+  }
+  void CopyFromHost(const void* src, TensorView dst) override {
+    ++num_host_copies;
+    b_->CopyFromHost(src, dst);
+  }
+  void CopyKvBlocks(std::span<const std::pair<int32_t, int32_t>> c) override { b_->CopyKvBlocks(c); }
+  absl::Status PlanStep(const BatchPlan& p) override { return b_->PlanStep(p); }
+  absl::Status Finish() override { return b_->Finish(); }
+  void Embedding(const TensorView& t, TensorView o) override { b_->Embedding(t, o); }
+  void RmsNorm(const TensorView& x, const TensorView& w, float e, TensorView o) override {
+    b_->RmsNorm(x, w, e, o);
+  }
+  void AddRmsNorm(TensorView r, const TensorView& d, const TensorView& w, float e,
+                  TensorView o) override {
+    b_->AddRmsNorm(r, d, w, e, o);
+  }
+  void MatMul(const TensorView& x, const TensorView& w, const TensorView* b,
+              TensorView o) override {
+    b_->MatMul(x, w, b, o);
+  }
+  void Rope(TensorView q, TensorView k, int h, int kv, const RopeParams& p) override {
+    b_->Rope(q, k, h, kv, p);
+  }
+  void WriteKv(int l, const TensorView& k, const TensorView& v) override { b_->WriteKv(l, k, v); }
+  void Attention(int l, const TensorView& q, const AttentionParams& p, TensorView o) override {
+    b_->Attention(l, q, p, o);
+  }
+  void SiluMul(const TensorView& g, const TensorView& u, TensorView o) override {
+    b_->SiluMul(g, u, o);
+  }
+  void GatherLogitsRows(const TensorView& x, TensorView o) override { b_->GatherLogitsRows(x, o); }
+
+  int num_host_copies = 0;
+
+ private:
+  std::unique_ptr<Backend> b_;
+};
+
+TEST(TensorParallelTest, BackendsWithoutHostTensorsStageCollectivesBitForBit) {
+  auto model = LoadModel("demo");
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::vector<int32_t> prompt = {256, 72, 101, 108, 108, 111, 44, 32, 119};
+  std::vector<StagedCpuBackend*> staged;
+  TensorParallelRunner plain(**model, 2);
+  TensorParallelRunner via_host(**model, 2, 256, 16, [&] {
+    auto b = std::make_unique<StagedCpuBackend>();
+    staged.push_back(b.get());
+    return b;
+  });
+  const std::vector<float> a = plain.Feed(prompt, true);
+  const std::vector<float> b = via_host.Feed(prompt, true);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  // Two all-reduces per layer, each a copy out and a copy back, plus the logits.
+  const int layers = (*model)->config.num_layers;
+  for (const StagedCpuBackend* s : staged) EXPECT_EQ(s->num_host_copies, 4 * layers + 1);
 }
 
 TEST(TensorParallelTest, ShardsAndCommunicatorsMustMatch) {
