@@ -12,5 +12,6 @@ void AddGenerateCommand(CLI::App& app, std::function<int()>* action);
 void AddInspectCommand(CLI::App& app, std::function<int()>* action);
 void AddTokenizerCommands(CLI::App& app, std::function<int()>* action);
 void AddReportCommand(CLI::App& app, std::function<int()>* action);
+void AddServeCommand(CLI::App& app, std::function<int()>* action);
 
 }  // namespace tokenmill

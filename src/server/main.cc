@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   tokenmill::AddInspectCommand(app, &action);
   tokenmill::AddTokenizerCommands(app, &action);
   tokenmill::AddReportCommand(app, &action);
+  tokenmill::AddServeCommand(app, &action);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   return action ? action() : 0;

@@ -1,0 +1,311 @@
+// End to end over gRPC: the real `tokenmill serve` binary on the demo model, driven by the C++
+// client generated from proto/tokenmill/v1/service.proto.
+#include <atomic>
+#include <thread>
+
+#include "e2e/e2e_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "gtest/gtest.h"
+
+namespace tokenmill::e2e {
+namespace {
+
+class GrpcE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = ServerProcess::Start({"--model", "demo", "--max-num-seqs", "64"}).release();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(server_, nullptr);
+    stub_ = MakeStub(server_->grpc_address());
+  }
+  // Every request of a test has ended and returned its KV blocks.
+  void ExpectIdle() {
+    EXPECT_TRUE(PollUntil(
+        [&] {
+          const v1::GetStatsResponse s = Stats(*stub_);
+          return s.num_pending_requests() == 0 && s.kv_cache().num_used_blocks() == 0;
+        },
+        5))
+        << Stats(*stub_).DebugString();
+  }
+
+  static v1::GenerateRequest TextRequest(const std::string& text, int max_tokens) {
+    v1::GenerateRequest r;
+    r.set_text(text);
+    r.set_max_tokens(max_tokens);
+    r.set_ignore_eos(true);
+    r.mutable_sampling()->set_temperature(0);
+    return r;
+  }
+
+  static ServerProcess* server_;
+  std::unique_ptr<v1::Inference::Stub> stub_;
+};
+ServerProcess* GrpcE2eTest::server_ = nullptr;
+
+TEST_F(GrpcE2eTest, StreamsTokensThenAFinalMessageWithUsageTimingsEnergyAndCost) {
+  const GenerateOutcome out = RunGenerate(*stub_, TextRequest("Hello", 8));
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  ASSERT_EQ(out.token_ids.size(), 8u);
+  ASSERT_GE(out.messages.size(), 2u);
+  EXPECT_TRUE(out.messages.back().has_final());
+  for (size_t i = 0; i + 1 < out.messages.size(); ++i) EXPECT_FALSE(out.messages[i].has_final());
+  EXPECT_EQ(out.messages[out.messages.size() - 2].finish_reason(), v1::FINISH_REASON_LENGTH);
+  const v1::FinalInfo& f = out.final_info;
+  ASSERT_EQ(f.finish_reasons_size(), 1);
+  EXPECT_EQ(f.finish_reasons(0), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(f.usage().prompt_tokens(), 6);  // BOS + "Hello" in the byte tokenizer
+  EXPECT_EQ(f.usage().generated_tokens(), 8);
+  EXPECT_EQ(f.usage().total_tokens(), 14);
+  EXPECT_EQ(f.prompt_token_ids_size(), 6);
+  EXPECT_TRUE(f.timings().has_queue_s());
+  EXPECT_TRUE(f.timings().has_ttft_s());
+  EXPECT_TRUE(f.timings().has_tpot_s());
+  EXPECT_GE(f.timings().e2e_s(), f.timings().ttft_s());
+  EXPECT_GT(f.timings().device_s(), 0);
+  // Nothing meters energy on a CPU test machine without RAPL: absent, never 0.
+  if (f.energy().energy_source() == "none") {
+    EXPECT_FALSE(f.energy().has_joules());
+    EXPECT_FALSE(f.energy().has_tokens_per_joule());
+  } else {
+    EXPECT_TRUE(f.energy().has_joules());
+  }
+  EXPECT_EQ(f.cost().currency(), "USD");
+
+  // The streamed text is the detokenization of the streamed ids.
+  grpc::ClientContext ctx;
+  v1::DetokenizeRequest dreq;
+  dreq.mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
+  v1::DetokenizeResponse dres;
+  ASSERT_TRUE(stub_->Detokenize(&ctx, dreq, &dres).ok());
+  EXPECT_EQ(dres.text(), out.text);
+  ExpectIdle();
+}
+
+TEST_F(GrpcE2eTest, GreedyAndSeededRequestsAreReproducible) {
+  const GenerateOutcome a = RunGenerate(*stub_, TextRequest("abc", 12));
+  const GenerateOutcome b = RunGenerate(*stub_, TextRequest("abc", 12));
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_EQ(a.token_ids, b.token_ids);
+  v1::GenerateRequest seeded = TextRequest("abc", 12);
+  seeded.mutable_sampling()->set_temperature(1.0);
+  seeded.set_seed(42);
+  const GenerateOutcome c = RunGenerate(*stub_, seeded);
+  const GenerateOutcome d = RunGenerate(*stub_, seeded);
+  ASSERT_TRUE(c.status.ok() && d.status.ok());
+  EXPECT_EQ(c.token_ids, d.token_ids);
+}
+
+TEST_F(GrpcE2eTest, TokenIdsInputWithTopLogprobs) {
+  v1::GenerateRequest r;
+  r.mutable_token_ids()->add_ids(256);
+  r.mutable_token_ids()->add_ids(72);
+  r.set_max_tokens(5);
+  r.set_logprobs(3);
+  const GenerateOutcome out = RunGenerate(*stub_, r);
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  EXPECT_EQ(out.final_info.usage().prompt_tokens(), 2);
+  int n = 0;
+  for (const v1::GenerateResponse& m : out.messages) {
+    ASSERT_EQ(m.logprobs_size(), m.token_ids_size());
+    for (int i = 0; i < m.logprobs_size(); ++i, ++n) {
+      const v1::TokenLogprob& lp = m.logprobs(i);
+      EXPECT_EQ(lp.token_id(), m.token_ids(i));
+      EXPECT_LE(lp.logprob(), 0.0f);
+      ASSERT_EQ(lp.top_logprobs_size(), 3);
+      EXPECT_GE(lp.top_logprobs(0).logprob(), lp.top_logprobs(1).logprob());
+      EXPECT_GE(lp.top_logprobs(1).logprob(), lp.top_logprobs(2).logprob());
+      EXPECT_GE(lp.rank(), 1);
+    }
+  }
+  EXPECT_EQ(n, 5);
+}
+
+TEST_F(GrpcE2eTest, StopTokenIdEndsTheSample) {
+  const GenerateOutcome greedy = RunGenerate(*stub_, TextRequest("stop here", 10));
+  ASSERT_TRUE(greedy.status.ok());
+  const int32_t stop_id = greedy.token_ids[4];
+  const size_t first = std::find(greedy.token_ids.begin(), greedy.token_ids.end(), stop_id) -
+                       greedy.token_ids.begin();
+  v1::GenerateRequest r = TextRequest("stop here", 10);
+  r.add_stop_token_ids(stop_id);
+  const GenerateOutcome out = RunGenerate(*stub_, r);
+  ASSERT_TRUE(out.status.ok());
+  EXPECT_EQ(out.token_ids.size(), first + 1);  // the stop id is included
+  EXPECT_EQ(out.final_info.finish_reasons(0), v1::FINISH_REASON_STOP);
+}
+
+TEST_F(GrpcE2eTest, SeveralSamplesEachFinish) {
+  v1::GenerateRequest r = TextRequest("Hi", 6);
+  r.set_n(3);
+  r.mutable_sampling()->set_temperature(0.8f);
+  r.set_seed(7);
+  const GenerateOutcome out = RunGenerate(*stub_, r);
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  std::vector<int> per_sample(3, 0);
+  for (const v1::GenerateResponse& m : out.messages) {
+    if (!m.has_final()) per_sample.at(m.index()) += m.token_ids_size();
+  }
+  EXPECT_EQ(per_sample, std::vector<int>({6, 6, 6}));
+  ASSERT_EQ(out.final_info.finish_reasons_size(), 3);
+  EXPECT_EQ(out.final_info.usage().generated_tokens(), 18);
+}
+
+TEST_F(GrpcE2eTest, TokenizeDetokenizeListModels) {
+  grpc::ClientContext c1;
+  v1::TokenizeRequest treq;
+  treq.set_text("hi");
+  v1::TokenizeResponse tres;
+  ASSERT_TRUE(stub_->Tokenize(&c1, treq, &tres).ok());
+  EXPECT_EQ(std::vector<int32_t>(tres.token_ids().begin(), tres.token_ids().end()),
+            std::vector<int32_t>({256, 'h', 'i'}));
+  EXPECT_EQ(tres.tokens_size(), 3);
+  EXPECT_EQ(tres.max_model_len(), 2048);
+
+  grpc::ClientContext c2;
+  v1::DetokenizeRequest dreq;
+  dreq.add_token_ids(999);
+  v1::DetokenizeResponse dres;
+  const grpc::Status bad = stub_->Detokenize(&c2, dreq, &dres);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(bad.error_message().rfind("token_ids[0]", 0), 0u) << bad.error_message();
+
+  grpc::ClientContext c3;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(stub_->ListModels(&c3, v1::ListModelsRequest(), &models).ok());
+  ASSERT_EQ(models.models_size(), 1);
+  EXPECT_EQ(models.models(0).id(), "demo");
+  EXPECT_TRUE(models.models(0).random_weights());
+  EXPECT_TRUE(models.models(0).has_tokenizer());
+  EXPECT_EQ(models.models(0).max_model_len(), 2048);
+}
+
+TEST_F(GrpcE2eTest, HealthAndReflection) {
+  auto channel = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  for (const char* service : {"", "tokenmill.v1.Inference"}) {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse res;
+    ASSERT_TRUE(health->Check(&ctx, req, &res).ok());
+    EXPECT_EQ(res.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = reflection->ServerReflectionInfo(&ctx);
+  grpc::reflection::v1alpha::ServerReflectionRequest req;
+  req.set_list_services("");
+  ASSERT_TRUE(stream->Write(req));
+  grpc::reflection::v1alpha::ServerReflectionResponse res;
+  ASSERT_TRUE(stream->Read(&res));
+  std::vector<std::string> names;
+  for (const auto& s : res.list_services_response().service()) names.push_back(s.name());
+  EXPECT_NE(std::find(names.begin(), names.end(), "tokenmill.v1.Inference"), names.end());
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(GrpcE2eTest, ClientCancellationMidStreamFreesBlocksAtOnce) {
+  const int64_t generated_before = Stats(*stub_).scheduler().num_generated_tokens();
+  grpc::ClientContext ctx;
+  auto reader = stub_->Generate(&ctx, TextRequest("a long one", 1500));
+  v1::GenerateResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_GT(Stats(*stub_).kv_cache().num_used_blocks(), 0);
+  ctx.TryCancel();
+  while (reader->Read(&msg)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  ExpectIdle();
+  // It stopped where the client left, far from its 1500 tokens.
+  EXPECT_LT(Stats(*stub_).scheduler().num_generated_tokens() - generated_before, 1000);
+}
+
+TEST_F(GrpcE2eTest, DeadlineIsTheRequestDeadline) {
+  const int64_t generated_before = Stats(*stub_).scheduler().num_generated_tokens();
+  const GenerateOutcome out = RunGenerate(*stub_, TextRequest("deadline", 1500), 0.3);
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ExpectIdle();
+  EXPECT_LT(Stats(*stub_).scheduler().num_generated_tokens() - generated_before, 1000);
+}
+
+struct BadRequest {
+  const char* name;
+  std::function<void(v1::GenerateRequest&)> mutate;
+  grpc::StatusCode code;
+  const char* message_prefix;
+};
+
+TEST_F(GrpcE2eTest, EveryBadRequestGetsItsCodeNamingTheField) {
+  const std::vector<BadRequest> cases = {
+      {"no input", [](auto& r) { r.clear_input(); }, grpc::StatusCode::INVALID_ARGUMENT, "input"},
+      {"empty text", [](auto& r) { r.set_text(""); }, grpc::StatusCode::INVALID_ARGUMENT, "prompt"},
+      {"max_tokens 0", [](auto& r) { r.set_max_tokens(0); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "max_tokens"},
+      {"max_tokens huge", [](auto& r) { r.set_max_tokens(1 << 30); },
+       grpc::StatusCode::INVALID_ARGUMENT, "max_tokens"},
+      {"temperature", [](auto& r) { r.mutable_sampling()->set_temperature(-1); },
+       grpc::StatusCode::INVALID_ARGUMENT, "SamplingParams.temperature"},
+      {"top_p", [](auto& r) { r.mutable_sampling()->set_top_p(0); },
+       grpc::StatusCode::INVALID_ARGUMENT, "SamplingParams.top_p"},
+      {"n", [](auto& r) { r.set_n(1000); }, grpc::StatusCode::INVALID_ARGUMENT, "n:"},
+      {"logprobs", [](auto& r) { r.set_logprobs(50); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "logprobs"},
+      {"stop count", [](auto& r) { for (int i = 0; i < 40; ++i) r.add_stop("x"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "stop"},
+      {"empty stop", [](auto& r) { r.add_stop(""); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "stop[0]"},
+      {"token id", [](auto& r) { r.mutable_token_ids()->add_ids(100000); },
+       grpc::StatusCode::INVALID_ARGUMENT, "prompt: token id"},
+      {"negative stop id", [](auto& r) { r.add_stop_token_ids(-3); },
+       grpc::StatusCode::INVALID_ARGUMENT, "stop_token_ids[0]"},
+      {"model", [](auto& r) { r.set_model("gpt-4"); }, grpc::StatusCode::NOT_FOUND, "model"},
+      {"prompt longer than the context",
+       [](auto& r) { r.mutable_token_ids()->mutable_ids()->Resize(3000, 65); },
+       grpc::StatusCode::RESOURCE_EXHAUSTED, "prompt: 3000 tokens"},
+  };
+  for (const BadRequest& c : cases) {
+    v1::GenerateRequest r = TextRequest("ok", 4);
+    c.mutate(r);
+    const GenerateOutcome out = RunGenerate(*stub_, r);
+    EXPECT_EQ(out.status.error_code(), c.code) << c.name << ": " << out.status.error_message();
+    EXPECT_EQ(out.status.error_message().rfind(c.message_prefix, 0), 0u)
+        << c.name << ": " << out.status.error_message();
+    EXPECT_TRUE(out.messages.empty()) << c.name;
+  }
+  ExpectIdle();
+}
+
+TEST_F(GrpcE2eTest, SixtyFourConcurrentStreams) {
+  constexpr int kStreams = 64;
+  std::vector<std::thread> threads;
+  std::vector<GenerateOutcome> outs(kStreams);
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      auto stub = MakeStub(server_->grpc_address());
+      v1::GenerateRequest r = TextRequest("stream " + std::to_string(i), 16);
+      outs[i] = RunGenerate(*stub, r);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kStreams; ++i) {
+    ASSERT_TRUE(outs[i].status.ok()) << i << ": " << outs[i].status.error_message();
+    EXPECT_EQ(outs[i].token_ids.size(), 16u) << i;
+    EXPECT_TRUE(outs[i].has_final) << i;
+  }
+  // Batched and served alone, a greedy request gives the same tokens.
+  const GenerateOutcome alone = RunGenerate(*stub_, TextRequest("stream 5", 16));
+  EXPECT_EQ(alone.token_ids, outs[5].token_ids);
+  ExpectIdle();
+}
+
+}  // namespace
+}  // namespace tokenmill::e2e
