@@ -18,13 +18,15 @@ namespace {
 constexpr int kHeads = 32, kKvHeads = 8, kHeadDim = 128, kBlockSize = 16;
 
 struct AttentionFixture {
-  std::unique_ptr<Backend> backend = MakeCpuBackend();
+  std::unique_ptr<Backend> backend;
   BatchPlan plan;
   std::vector<float> q, out;
   AttentionParams params{kHeads, kKvHeads, kHeadDim, 0.088388f, 0};
 
   // `batch` sequences, each with `context` tokens of which `new_tokens` are in this step.
-  AttentionFixture(int batch, int context, int new_tokens) {
+  // threads <= 0: one per hardware thread.
+  AttentionFixture(int batch, int context, int new_tokens, int threads = 0)
+      : backend(MakeCpuBackend({.num_threads = threads})) {
     const int blocks_per_seq = (context + kBlockSize - 1) / kBlockSize;
     KvCacheSpec spec{1, batch * blocks_per_seq, kBlockSize, kKvHeads, kHeadDim, DType::kF32};
     if (!backend->AllocateKvCache(spec).ok()) return;
@@ -68,10 +70,11 @@ struct AttentionFixture {
   }
 };
 
-// Args: batch, context.
+// Args: batch, context, threads (0: all). With one thread the CPU column is the kernel's
+// own time even on a busy machine.
 void BM_AttentionDecode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0)), context = static_cast<int>(state.range(1));
-  AttentionFixture f(batch, context, 1);
+  AttentionFixture f(batch, context, 1, static_cast<int>(state.range(2)));
   ReadBandwidth();  // measured before timing starts
   const double secs = TimedLoop(state, [&] { f.Run(); });
   const double bytes_per_s =
@@ -80,8 +83,8 @@ void BM_AttentionDecode(benchmark::State& state) {
   state.counters["of_bw"] = bytes_per_s / ReadBandwidth();
   if (!f.backend->Finish().ok()) state.SkipWithError("Attention failed");
 }
-BENCHMARK(BM_AttentionDecode)->Args({1, 512})->Args({1, 2048})->Args({8, 2048})->Args({1, 8192})
-    ->ArgNames({"batch", "context"})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AttentionDecode)->Args({1, 512, 0})->Args({1, 2048, 0})->Args({8, 2048, 0})
+    ->Args({1, 8192, 0})->Args({1, 8192, 1})->ArgNames({"batch", "context", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // Args: prefill chunk length (no cached context).
 void BM_AttentionPrefill(benchmark::State& state) {

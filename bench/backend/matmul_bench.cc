@@ -52,8 +52,9 @@ struct Fixture {
   std::vector<TensorView> weights;
   std::vector<float> x, out;
 
-  Fixture(CpuIsa isa, DType dtype, int64_t t, int64_t n, int64_t k, bool rotate)
-      : backend(MakeCpuBackend({.num_threads = 0, .isa = isa})) {
+  Fixture(CpuIsa isa, DType dtype, int64_t t, int64_t n, int64_t k, bool rotate,
+          int threads = 0)
+      : backend(MakeCpuBackend({.num_threads = threads, .isa = isa})) {
     std::mt19937 rng(1);
     const size_t bytes = DTypeBytes(dtype, n * k);
     const size_t num_copies = rotate ? std::max<size_t>(1, (kRotateBytes + bytes - 1) / bytes) : 1;
@@ -77,12 +78,13 @@ std::string Label(CpuIsa isa, DType dtype) {
   return std::string(DTypeName(dtype)) + " " + std::string(CpuKernelSetName(isa));
 }
 
-// Args: isa index (auto, avx2, generic), dtype index, T, N, K.
+// Args: isa index (auto, avx2, generic), dtype index, T, N, K[, threads (default all)].
 void BM_Gemv(benchmark::State& state) {
   const CpuIsa isa = kIsas[state.range(0)];
   const DType dtype = kDTypes[state.range(1)];
   const int64_t t = state.range(2), n = state.range(3), k = state.range(4);
-  Fixture f(isa, dtype, t, n, k, /*rotate=*/true);
+  const int threads = state.range(5) > 0 ? static_cast<int>(state.range(5)) : 0;
+  Fixture f(isa, dtype, t, n, k, /*rotate=*/true, threads);
   ReadBandwidth();  // measured before timing starts
   size_t i = 0;
   const double secs = TimedLoop(state, [&] { f.Run(i++, t); });
@@ -95,17 +97,19 @@ void BM_Gemv(benchmark::State& state) {
 
 void GemvArgs(benchmark::internal::Benchmark* b) {
   for (int d = 0; d < 4; ++d) {
-    b->Args({0, d, 1, 4096, 4096});
-    b->Args({0, d, 1, 11008, 4096});
-    b->Args({0, d, 1, 4096, 11008});
-    b->Args({1, d, 1, 4096, 4096});
+    b->Args({0, d, 1, 4096, 4096, 0});
+    b->Args({0, d, 1, 11008, 4096, 0});
+    b->Args({0, d, 1, 4096, 11008, 0});
+    b->Args({1, d, 1, 4096, 4096, 0});
+    b->Args({0, d, 1, 4096, 4096, 1});
   }
   for (int t : {2, 4, 8}) {
-    b->Args({0, 1, t, 4096, 4096});
-    b->Args({0, 3, t, 4096, 4096});
+    b->Args({0, 1, t, 4096, 4096, 0});
+    b->Args({0, 3, t, 4096, 4096, 0});
   }
 }
-BENCHMARK(BM_Gemv)->Apply(GemvArgs)->ArgNames({"isa", "dtype", "T", "N", "K"})->UseRealTime()
+BENCHMARK(BM_Gemv)->Apply(GemvArgs)->ArgNames({"isa", "dtype", "T", "N", "K", "threads"})
+    ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
 // Args as BM_Gemv.

@@ -2,9 +2,10 @@
 //
 // A task is (sequence, KV head, tile of the sequence's query rows). Its query heads that
 // share the KV head are stacked into one tile of rows (row = query_token * group + head),
-// so every K and V row read from the cache serves the whole group (GQA). Blocks are
-// visited through the block table in position order with an online softmax in fp32; the
-// causal and sliding-window masks reduce to a contiguous range of keys per row.
+// so every K and V row read from the cache serves the whole group (GQA). Keys are visited
+// through the block table in position order, a chunk of whole blocks at a time (gathered
+// into dense f32 rows), with an online softmax in fp32; the causal and sliding-window
+// masks reduce to a contiguous range of keys per row.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -94,6 +95,33 @@ void InitTile(const AttentionTask& task, const BatchSequence& seq, const float* 
   std::fill(st.o, st.o + static_cast<int64_t>(rows) * hd, 0.0f);
 }
 
+// Copies the K or V rows of keys [c0, c1) of one head into contiguous f32 rows. In the
+// cache a head's rows are short runs a whole token stride apart (a page apart for wide
+// models), which hardware prefetchers do not follow and which alias in the L1/L2 sets;
+// gathering them with software prefetch streams the cache once and lets the kernels work
+// on dense, conflict-free rows.
+void GatherRows(const KernelTable& kt, const BatchSequence& seq, const KvCacheSpec& spec,
+                const Geometry& g, const uint8_t* cache, int64_t head_offset, int64_t c0,
+                int64_t c1, float* out) {
+  constexpr int64_t kPrefetchAhead = 16;  // rows: ~DRAM latency at one row per few ns
+  const int bs = spec.block_size;
+  auto row_at = [&](int64_t pos) {
+    const int64_t slot = static_cast<int64_t>(seq.block_table[pos / bs]) * bs + pos % bs;
+    return cache + (slot * g.kv_token_stride + head_offset) * g.kv_bytes;
+  };
+  const int64_t row_bytes = g.head_dim * static_cast<int64_t>(g.kv_bytes);
+  for (int64_t pos = c0; pos < std::min(c1, c0 + kPrefetchAhead); ++pos) {
+    for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(row_at(pos) + b, 0, 3);
+  }
+  for (int64_t pos = c0; pos < c1; ++pos) {
+    if (pos + kPrefetchAhead < c1) {
+      const uint8_t* ahead = row_at(pos + kPrefetchAhead);
+      for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(ahead + b, 0, 3);
+    }
+    kt.convert_row(spec.dtype, row_at(pos), 0, g.head_dim, out + (pos - c0) * g.head_dim);
+  }
+}
+
 void RunTask(CpuContext& ctx, int thread, const AttentionTask& task, const BatchPlan& plan,
              const KvCacheSpec& spec, KvLayerView layer, const float* q,
              const AttentionParams& params, const Geometry& g, float* out) {
@@ -102,8 +130,9 @@ void RunTask(CpuContext& ctx, int thread, const AttentionTask& task, const Batch
   const int bs = spec.block_size;
   const int hd = g.head_dim;
   const int rows = (task.q_end - task.q_begin) * g.group;
-  const int lds = std::max(bs, kChunkKeys / bs * bs);  // whole blocks per chunk
-  float* base = ctx.Scratch(thread, static_cast<size_t>(rows) * (2 * hd + 2 * lds + 4));
+  const int lds = std::max(bs, kChunkKeys / bs * bs);  // keys per chunk: whole blocks
+  float* base = ctx.Scratch(
+      thread, static_cast<size_t>(rows) * (2 * hd + 2 * lds + 4) + 2 * static_cast<size_t>(lds) * hd);
   TileState st;
   st.q = base;
   st.o = st.q + rows * hd;
@@ -113,35 +142,25 @@ void RunTask(CpuContext& ctx, int thread, const AttentionTask& task, const Batch
   st.l = st.m + rows;
   st.lo = reinterpret_cast<int32_t*>(st.l + rows);
   st.hi = st.lo + rows;
+  float* keys = reinterpret_cast<float*>(st.hi + rows);  // [lds, hd]
+  float* values = keys + static_cast<int64_t>(lds) * hd;   // [lds, hd]
   InitTile(task, seq, q, params.scale, params.sliding_window, g, st);
 
   // Rows are in position order, so row 0 sees the first key and the last row the last.
   const int64_t key_begin = st.lo[0];
   const int64_t key_end = st.hi[rows - 1];
   const int64_t head_offset = static_cast<int64_t>(task.kv_head) * hd;
-  // Calls fn(byte offset of the row in K/V, column in s/p, tokens) per block piece.
-  auto for_each_block = [&](int64_t c0, int64_t c1, auto&& fn) {
-    for (int64_t b0 = c0; b0 < c1; b0 = (b0 / bs + 1) * bs) {
-      const int64_t b1 = std::min(c1, (b0 / bs + 1) * bs);
-      const int64_t slot = static_cast<int64_t>(seq.block_table[b0 / bs]) * bs + b0 % bs;
-      fn((slot * g.kv_token_stride + head_offset) * g.kv_bytes, static_cast<int>(b0 - c0),
-         static_cast<int>(b1 - b0));
-    }
-  };
   const uint8_t* k_cache = static_cast<const uint8_t*>(layer.k);
   const uint8_t* v_cache = static_cast<const uint8_t*>(layer.v);
   for (int64_t chunk = key_begin / bs * bs; chunk < key_end; chunk += lds) {
     const int64_t c0 = std::max(chunk, key_begin);
     const int64_t c1 = std::min(chunk + lds, key_end);
-    for_each_block(c0, c1, [&](int64_t offset, int col, int tokens) {
-      kt.attn_scores(st.q, hd, rows, k_cache + offset, g.kv_token_stride, tokens, hd,
-                     spec.dtype, st.s + col, lds);
-    });
-    SoftmaxChunk(kt, st, rows, c0, static_cast<int>(c1 - c0), lds, hd);
-    for_each_block(c0, c1, [&](int64_t offset, int col, int tokens) {
-      kt.attn_values(st.p + col, lds, rows, v_cache + offset, g.kv_token_stride, tokens, hd,
-                     spec.dtype, st.o, hd);
-    });
+    const int width = static_cast<int>(c1 - c0);
+    GatherRows(kt, seq, spec, g, k_cache, head_offset, c0, c1, keys);
+    kt.attn_scores(st.q, hd, rows, keys, hd, width, hd, DType::kF32, st.s, lds);
+    SoftmaxChunk(kt, st, rows, c0, width, lds, hd);
+    GatherRows(kt, seq, spec, g, v_cache, head_offset, c0, c1, values);
+    kt.attn_values(st.p, lds, rows, values, hd, width, hd, DType::kF32, st.o, hd);
   }
 
   for (int32_t j = task.q_begin; j < task.q_end; ++j) {

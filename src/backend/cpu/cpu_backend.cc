@@ -2,6 +2,8 @@
 // arguments and hands raw pointers to the drivers in ops.h.
 #include "tokenmill/backend/cpu_backend.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
 #include <thread>
@@ -23,6 +25,19 @@ const KernelTable* SelectKernels(CpuIsa isa) {
     if (const KernelTable* avx2 = Avx2Kernels(); avx2 != nullptr) return avx2;
   }
   return &GenericKernels();
+}
+
+// KV caches are read as short rows far apart (one per token and head), so 4 KiB pages
+// cost a TLB miss per row; large buffers ask for transparent huge pages.
+void* AllocateLarge(size_t bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  if (bytes < kHugePage) return std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, rounded);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (p != nullptr) madvise(p, rounded, MADV_HUGEPAGE);  // a hint: failure is harmless
+#endif
+  return p;
 }
 
 bool SameRope(const RopeParams& a, const RopeParams& b) {
@@ -148,8 +163,8 @@ absl::Status CpuBackend::AllocateKvCache(const KvCacheSpec& spec) {
                                                   spec.block_size * spec.num_kv_heads *
                                                   spec.head_dim);
   for (int l = 0; l < spec.num_layers; ++l) {
-    Allocation k(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
-    Allocation v(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+    Allocation k(AllocateLarge(bytes));
+    Allocation v(AllocateLarge(bytes));
     if (k == nullptr || v == nullptr) {
       kv_layers_.clear();
       return absl::ResourceExhaustedError(
