@@ -21,6 +21,9 @@ constexpr int kMaxTileRows = 64;
 // Keys scored before each softmax update: amortises the per-row bookkeeping over several
 // blocks (decode rows are few, so that bookkeeping would otherwise rival the K/V reads).
 constexpr int kChunkKeys = 128;
+// Tiles of at least this many rows use the GEMM micro-kernel; decode tiles (a few rows)
+// use the dot-product kernels, which need no packing.
+constexpr int kMinGemmRows = 16;
 
 struct AttentionTask {
   int32_t seq;
@@ -100,9 +103,12 @@ void InitTile(const AttentionTask& task, const BatchSequence& seq, const float* 
 // models), which hardware prefetchers do not follow and which alias in the L1/L2 sets;
 // gathering them with software prefetch streams the cache once and lets the kernels work
 // on dense, conflict-free rows.
+//
+// strip == 0: out is [c1 - c0, head_dim]. strip > 0: out holds head_dim / strip panels of
+// [lds, strip] floats (the GEMM micro-kernel's packed layout), panel i = dims [i*strip, ...).
 void GatherRows(const KernelTable& kt, const BatchSequence& seq, const KvCacheSpec& spec,
                 const Geometry& g, const uint8_t* cache, int64_t head_offset, int64_t c0,
-                int64_t c1, float* out) {
+                int64_t c1, int strip, int lds, float* out) {
   constexpr int64_t kPrefetchAhead = 16;  // rows: ~DRAM latency at one row per few ns
   const int bs = spec.block_size;
   auto row_at = [&](int64_t pos) {
@@ -118,7 +124,42 @@ void GatherRows(const KernelTable& kt, const BatchSequence& seq, const KvCacheSp
       const uint8_t* ahead = row_at(pos + kPrefetchAhead);
       for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(ahead + b, 0, 3);
     }
-    kt.convert_row(spec.dtype, row_at(pos), 0, g.head_dim, out + (pos - c0) * g.head_dim);
+    if (strip == 0) {
+      kt.convert_row(spec.dtype, row_at(pos), 0, g.head_dim, out + (pos - c0) * g.head_dim);
+      continue;
+    }
+    for (int d = 0; d < g.head_dim; d += strip) {
+      kt.convert_row(spec.dtype, row_at(pos), d, strip,
+                     out + static_cast<int64_t>(d) * lds + (pos - c0) * strip);
+    }
+  }
+}
+
+// Tiles with many rows (prefill) run S = Q K^T and O += P V on the GEMM micro-kernel.
+// `keys` is [width, hd]; `values` is in gemm_nr-wide panels (GatherRows with strip).
+void ScoresGemm(const KernelTable& kt, const TileState& st, int rows, int hd, const float* keys,
+                int width, int lds, float* packed) {
+  const int nr = kt.gemm_nr, mr = kt.gemm_mr;
+  for (int j = 0; j < width; j += nr) {
+    kt.pack_panel(DType::kF32, keys, hd, j, std::min(nr, width - j), 0, hd,
+                  packed + static_cast<int64_t>(j) * hd);
+  }
+  for (int r = 0; r < rows; r += mr) {
+    for (int j = 0; j < width; j += nr) {
+      kt.gemm_micro(std::min(mr, rows - r), std::min(nr, width - j), hd, st.q + r * hd, hd,
+                    packed + static_cast<int64_t>(j) * hd, st.s + r * lds + j, lds, false);
+    }
+  }
+}
+
+void ValuesGemm(const KernelTable& kt, const TileState& st, int rows, int hd, const float* values,
+                int width, int lds) {
+  const int nr = kt.gemm_nr, mr = kt.gemm_mr;
+  for (int r = 0; r < rows; r += mr) {
+    for (int d = 0; d < hd; d += nr) {
+      kt.gemm_micro(std::min(mr, rows - r), nr, width, st.p + r * lds, lds,
+                    values + static_cast<int64_t>(d) * lds, st.o + r * hd + d, hd, true);
+    }
   }
 }
 
@@ -131,8 +172,11 @@ void RunTask(CpuContext& ctx, int thread, const AttentionTask& task, const Batch
   const int hd = g.head_dim;
   const int rows = (task.q_end - task.q_begin) * g.group;
   const int lds = std::max(bs, kChunkKeys / bs * bs);  // keys per chunk: whole blocks
-  float* base = ctx.Scratch(
-      thread, static_cast<size_t>(rows) * (2 * hd + 2 * lds + 4) + 2 * static_cast<size_t>(lds) * hd);
+  const bool use_gemm = rows >= kMinGemmRows && hd % kt.gemm_nr == 0;
+  const int64_t panel_floats =  // packed K^T: whole gemm_nr-wide panels of keys
+      static_cast<int64_t>((lds + kt.gemm_nr - 1) / kt.gemm_nr) * kt.gemm_nr * hd;
+  float* base = ctx.Scratch(thread, static_cast<size_t>(rows) * (2 * hd + 2 * lds + 4) +
+                                        2 * static_cast<size_t>(lds) * hd + panel_floats);
   TileState st;
   st.q = base;
   st.o = st.q + rows * hd;
@@ -143,7 +187,8 @@ void RunTask(CpuContext& ctx, int thread, const AttentionTask& task, const Batch
   st.lo = reinterpret_cast<int32_t*>(st.l + rows);
   st.hi = st.lo + rows;
   float* keys = reinterpret_cast<float*>(st.hi + rows);  // [lds, hd]
-  float* values = keys + static_cast<int64_t>(lds) * hd;   // [lds, hd]
+  float* values = keys + static_cast<int64_t>(lds) * hd;   // [lds, hd] or panels
+  float* packed_keys = values + static_cast<int64_t>(lds) * hd;
   InitTile(task, seq, q, params.scale, params.sliding_window, g, st);
 
   // Rows are in position order, so row 0 sees the first key and the last row the last.
@@ -156,11 +201,20 @@ void RunTask(CpuContext& ctx, int thread, const AttentionTask& task, const Batch
     const int64_t c0 = std::max(chunk, key_begin);
     const int64_t c1 = std::min(chunk + lds, key_end);
     const int width = static_cast<int>(c1 - c0);
-    GatherRows(kt, seq, spec, g, k_cache, head_offset, c0, c1, keys);
-    kt.attn_scores(st.q, hd, rows, keys, hd, width, hd, DType::kF32, st.s, lds);
+    GatherRows(kt, seq, spec, g, k_cache, head_offset, c0, c1, 0, lds, keys);
+    if (use_gemm) {
+      ScoresGemm(kt, st, rows, hd, keys, width, lds, packed_keys);
+    } else {
+      kt.attn_scores(st.q, hd, rows, keys, hd, width, hd, DType::kF32, st.s, lds);
+    }
     SoftmaxChunk(kt, st, rows, c0, width, lds, hd);
-    GatherRows(kt, seq, spec, g, v_cache, head_offset, c0, c1, values);
-    kt.attn_values(st.p, lds, rows, values, hd, width, hd, DType::kF32, st.o, hd);
+    GatherRows(kt, seq, spec, g, v_cache, head_offset, c0, c1, use_gemm ? kt.gemm_nr : 0, lds,
+               values);
+    if (use_gemm) {
+      ValuesGemm(kt, st, rows, hd, values, width, lds);
+    } else {
+      kt.attn_values(st.p, lds, rows, values, hd, width, hd, DType::kF32, st.o, hd);
+    }
   }
 
   for (int32_t j = task.q_begin; j < task.q_end; ++j) {
