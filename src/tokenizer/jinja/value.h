@@ -35,7 +35,7 @@ class Dict {
   const Value* FindString(const std::string& key) const;
   // Inserts, or replaces the value in place (keeping the key's position).
   void Set(Value key, Value value);
-  size_t size() const { return items_.size(); }
+  size_t size() const;  // defined below: Value must be complete first
   const std::vector<std::pair<Value, Value>>& items() const { return items_; }
   int depth() const { return depth_; }  // containers nested inside, itself included
 
@@ -140,6 +140,8 @@ class Value {
 
   Data data_;
 };
+
+inline size_t Dict::size() const { return items_.size(); }
 
 // Nesting depth of containers (0 for scalars). The renderer refuses to store values
 // deeper than kMaxValueDepth, so repr, ==, json and destruction recurse boundedly.
