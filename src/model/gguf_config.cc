@@ -197,8 +197,11 @@ absl::StatusOr<ModelConfig> ConfigFromGguf(const GgufFile& g) {
         g.path(), ": ", a, "attention.head_count = ", c.num_heads,
         " does not divide embedding_length ", c.hidden_size, " and no key_length is given"));
   }
-  TM_ASSIGN_OR_RETURN(c.head_dim,
-                      IntKey(g, a + "attention.key_length", c.hidden_size / c.num_heads));
+  // Derived only when it can be: key_length may come with head_count = 0 (Validate
+  // rejects that), and dividing by it would be undefined.
+  const std::optional<int> derived_head_dim =
+      c.num_heads > 0 ? std::optional<int>(c.hidden_size / c.num_heads) : std::nullopt;
+  TM_ASSIGN_OR_RETURN(c.head_dim, IntKey(g, a + "attention.key_length", derived_head_dim));
   TM_ASSIGN_OR_RETURN(const int value_dim, IntKey(g, a + "attention.value_length", c.head_dim));
   if (value_dim != c.head_dim) {
     return absl::InvalidArgumentError(absl::StrCat(g.path(), ": attention.value_length ", value_dim,

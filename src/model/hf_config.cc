@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <filesystem>
 #include <optional>
 
@@ -59,7 +60,8 @@ class Fields {
     // Integral floats ("4096.0") are accepted: some exporters write every number so.
     if (v.is_number()) {
       const double d = v.get<double>();
-      if (d == static_cast<double>(static_cast<int64_t>(d)) && d >= INT_MIN && d <= INT_MAX) {
+      // Range first: casting an out-of-range double (1e300) to an integer is undefined.
+      if (d >= INT_MIN && d <= INT_MAX && d == std::trunc(d)) {
         return static_cast<int>(d);
       }
     }
@@ -219,7 +221,11 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& json_text, const st
                    absl::StrCat("= ", c.num_heads, " does not divide hidden_size ", c.hidden_size,
                                 " and no head_dim is given"));
   }
-  TM_ASSIGN_OR_RETURN(c.head_dim, f.Int("head_dim", c.hidden_size / c.num_heads));
+  // Derived only when it can be: head_dim may be given alongside num_attention_heads = 0
+  // (Validate rejects that), and dividing by it would be undefined.
+  const std::optional<int> derived_head_dim =
+      c.num_heads > 0 ? std::optional<int>(c.hidden_size / c.num_heads) : std::nullopt;
+  TM_ASSIGN_OR_RETURN(c.head_dim, f.Int("head_dim", derived_head_dim));
   TM_ASSIGN_OR_RETURN(c.max_position_embeddings,
                       f.Int("max_position_embeddings", arch->max_position_embeddings));
   TM_ASSIGN_OR_RETURN(c.rms_norm_eps, f.Float("rms_norm_eps", 1e-6f));
