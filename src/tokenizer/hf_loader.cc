@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "tokenizer/loaders.h"
@@ -42,6 +43,26 @@ std::string TokenContent(const json& j) {
   return "";
 }
 
+// Vocabulary arrays are sized by the largest token id, so ids are bounded: the largest
+// real vocabularies have ~262K entries.
+constexpr int64_t kMaxTokenId = (int64_t{1} << 21) - 1;
+
+// A token id as tokenizer.json writes it: an integer in [0, kMaxTokenId]. Anything else
+// (negative, huge, a float, a string) is InvalidArgument naming `what`.
+absl::StatusOr<int32_t> TokenId(const json& j, std::string_view what) {
+  bool in_range = false;
+  if (j.is_number_unsigned()) {
+    in_range = j.get<uint64_t>() <= static_cast<uint64_t>(kMaxTokenId);
+  } else if (j.is_number_integer()) {
+    in_range = j.get<int64_t>() >= 0 && j.get<int64_t>() <= kMaxTokenId;
+  }
+  if (!in_range) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(what), ": token id ", j.dump(),
+                                                   " is not an integer in [0, ", kMaxTokenId, "]"));
+  }
+  return static_cast<int32_t>(j.get<int64_t>());
+}
+
 bool IsByteTokenString(std::string_view s) {
   return s.size() == 6 && s.starts_with("<0x") && s.ends_with(">");
 }
@@ -64,12 +85,16 @@ absl::Status ParsePostProcessor(const json& j, PostProcessor* post) {
       }
       const std::string name = piece.at("SpecialToken").at("id").get<std::string>();
       const auto& ids = j.at("special_tokens").at(name).at("ids");
-      for (const auto& id : ids)
-        (seen_a ? post->suffix : post->prefix).push_back(id.get<int32_t>());
+      for (const auto& id : ids) {
+        TM_ASSIGN_OR_RETURN(int32_t value, TokenId(id, "post_processor special_tokens"));
+        (seen_a ? post->suffix : post->prefix).push_back(value);
+      }
     }
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
-    post->prefix = {j.at("cls").at(1).get<int32_t>()};
-    post->suffix = {j.at("sep").at(1).get<int32_t>()};
+    TM_ASSIGN_OR_RETURN(int32_t cls, TokenId(j.at("cls").at(1), "post_processor cls"));
+    TM_ASSIGN_OR_RETURN(int32_t sep, TokenId(j.at("sep").at(1), "post_processor sep"));
+    post->prefix = {cls};
+    post->suffix = {sep};
   } else if (type != "ByteLevel") {
     return absl::UnimplementedError(absl::StrCat("unsupported post_processor type '", type, "'"));
   }
@@ -134,9 +159,8 @@ void ApplyGenerationConfig(const json& gen, ModelTokenizer::Parts* parts) {
   if (!gen.contains("eos_token_id")) return;
   const json& e = gen.at("eos_token_id");
   std::vector<int32_t> ids;
-  if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-  if (e.is_array()) {
-    for (const auto& v : e) ids.push_back(v.get<int32_t>());
+  for (const json& v : e.is_array() ? e : json::array({e})) {
+    if (absl::StatusOr<int32_t> id = TokenId(v, "eos_token_id"); id.ok()) ids.push_back(*id);
   }
   for (int32_t id : ids) {
     if (id >= 0 && id < parts->vocab->size() &&
@@ -165,24 +189,29 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BuildFromJson(const json& tj, const s
 
   // Vocabulary: the model's, then added tokens (which may extend it).
   int32_t size = 0;
-  for (const auto& [tok, id] : model.at("vocab").items())
-    size = std::max(size, id.get<int32_t>() + 1);
+  for (const auto& [tok, id] : model.at("vocab").items()) {
+    TM_ASSIGN_OR_RETURN(int32_t value, TokenId(id, absl::StrCat("vocab entry '", tok, "'")));
+    size = std::max(size, value + 1);
+  }
   const json added = tj.value("added_tokens", json::array());
-  for (const auto& a : added) size = std::max(size, a.at("id").get<int32_t>() + 1);
+  for (const auto& a : added) {
+    TM_ASSIGN_OR_RETURN(int32_t value, TokenId(a.at("id"), "added_tokens"));
+    size = std::max(size, value + 1);
+  }
   parts.vocab = std::make_unique<Vocab>();
   Vocab& vocab = *parts.vocab;
   vocab.stored.resize(size);
   vocab.model.resize(size);
   vocab.types.assign(size, TokenType::kUnused);
   for (const auto& [tok, id_json] : model.at("vocab").items()) {
-    const int32_t id = id_json.get<int32_t>();
+    const int32_t id = *TokenId(id_json, "");  // checked above
     vocab.stored[id] = tok;
     vocab.model[id] = to_model(tok);
     vocab.types[id] = IsByteTokenString(tok) ? TokenType::kByte : TokenType::kNormal;
   }
   parts.special.assign(size, false);
   for (const auto& a : added) {
-    AddedToken t{.id = a.at("id").get<int32_t>(),
+    AddedToken t{.id = *TokenId(a.at("id"), ""),  // checked above
                  .content = a.at("content").get<std::string>(),
                  .special = a.value("special", false),
                  .lstrip = a.value("lstrip", false),
@@ -220,6 +249,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> BuildFromJson(const json& tj, const s
 
   PostProcessor post;
   TM_RETURN_IF_ERROR(ParsePostProcessor(tj.value("post_processor", json()), &post));
+  for (const std::vector<int32_t>* ids : {&post.prefix, &post.suffix}) {
+    for (int32_t id : *ids) {
+      if (id >= size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "post_processor: token id ", id, " is outside the vocabulary of ", size));
+      }
+    }
+  }
   parts.prefix_ids = post.prefix;
   parts.suffix_ids = post.suffix;
   if (!post.prefix.empty()) parts.bos_id = post.prefix.front();
@@ -313,9 +350,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadVocabMerges(const std::string& di
     std::set<int32_t> seen;
     if (config.contains("added_tokens_decoder")) {
       for (const auto& [id, t] : config.at("added_tokens_decoder").items()) {
+        int32_t value = -1;
+        if (!absl::SimpleAtoi(id, &value) || value < 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              config_path.string(), ": added_tokens_decoder key '", id, "' is not a token id"));
+        }
         json a = t;
-        a["id"] = std::stoi(id);
-        seen.insert(a["id"].get<int32_t>());
+        a["id"] = value;
+        seen.insert(value);
         added.push_back(std::move(a));
       }
     }
@@ -323,7 +365,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadVocabMerges(const std::string& di
       if (!config.contains(key)) continue;
       const std::string content = TokenContent(config.at(key));
       if (content.empty() || !tj["model"]["vocab"].contains(content)) continue;
-      const int32_t id = tj["model"]["vocab"][content].get<int32_t>();
+      TM_ASSIGN_OR_RETURN(const int32_t id, TokenId(tj["model"]["vocab"][content], content));
       if (seen.insert(id).second) {
         added.push_back({{"id", id}, {"content", content}, {"special", true}});
       }
