@@ -1,15 +1,16 @@
 #include "engine/tensor_parallel_executor.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "spdlog/spdlog.h"
 #include "tokenmill/backend/cpu_backend.h"
 #include "tokenmill/core/status.h"
@@ -42,24 +43,25 @@ class RankThreads {
 
   ~RankThreads() {
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
+    start_.notify_all();
     for (std::thread& t : threads_) t.join();
   }
 
   // Runs job(r) for every rank; returns when all have finished, with their statuses.
   std::vector<absl::Status> Run(const Job& job) {
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       job_ = &job;
       pending_ = num_ranks_ - 1;
       ++generation_;
     }
+    start_.notify_all();
     const absl::Status mine = Guarded(job, 0);
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](int* pending) { return *pending == 0; }, &pending_));
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pending_ == 0; });
     results_[0] = mine;
     job_ = nullptr;
     return results_;
@@ -71,19 +73,18 @@ class RankThreads {
     for (;;) {
       const Job* job;
       {
-        absl::MutexLock lock(&mu_);
-        auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        std::unique_lock<std::mutex> lock(mu_);
+        start_.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           return stop_ || generation_ != seen;
-        };
-        mu_.Await(absl::Condition(&ready));
+        });
         if (stop_) return;
         seen = generation_;
         job = job_;
       }
       const absl::Status s = Guarded(*job, rank);
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       results_[rank] = s;
-      --pending_;
+      if (--pending_ == 0) done_.notify_one();
     }
   }
 
@@ -105,7 +106,8 @@ class RankThreads {
 
   const int num_ranks_;
   std::function<void(const absl::Status&)> on_exception_;
-  absl::Mutex mu_;
+  std::mutex mu_;  // not absl::Mutex: see parallel/loopback.cc (ThreadSanitizer)
+  std::condition_variable start_, done_;
   const Job* job_ ABSL_GUARDED_BY(mu_) = nullptr;
   int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   int pending_ ABSL_GUARDED_BY(mu_) = 0;
