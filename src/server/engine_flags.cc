@@ -9,10 +9,11 @@ namespace tokenmill {
 void AddEngineFlags(CLI::App* app, EngineFlags* f) {
   app->add_option("--backend", f->backend, "Compute backend: cpu or cuda")
       ->capture_default_str();
-  app->add_option("--threads", f->threads, "CPU backend threads per rank (0: all cores)")
+  app->add_option("--threads", f->threads,
+                  "CPU backend threads per rank (0: all cores, shared among the ranks)")
       ->capture_default_str();
   app->add_option("--tensor-parallel,--tp", f->tensor_parallel,
-                  "Tensor-parallel ranks (CPU: loopback threads)")
+                  "Tensor-parallel ranks (cpu: loopback threads; cuda: one GPU per rank)")
       ->capture_default_str();
   app->add_option("--max-num-seqs", f->max_num_seqs, "Most sequences running at once")
       ->capture_default_str();
