@@ -60,6 +60,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(Frontend& frontend
   s->service_ = std::make_unique<InferenceService>(frontend);
   grpc::ServerBuilder builder;
   const std::string address = HostPort(options.host, options.port);
+  // As for HTTP: a port in use is an error, not a port shared with another process.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, creds, &s->port_);
   builder.RegisterService(s->service_.get());
   const int64_t max_bytes = frontend.limits().max_request_bytes;

@@ -197,6 +197,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Frontend& frontend
   svr.set_payload_max_length(static_cast<size_t>(frontend.limits().max_request_bytes));
   svr.set_keep_alive_timeout(static_cast<time_t>(std::max(1.0, options.keep_alive_timeout_s)));
   svr.set_tcp_nodelay(true);
+  // httplib sets SO_REUSEPORT by default, which would let a second server bind the same port
+  // and silently take half the connections; a port in use must be a startup error.
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   s->watcher_ = std::make_unique<ConnectionWatcher>();
   s->handlers_ = std::make_unique<Handlers>(frontend, registry, *s->watcher_, options);
   s->handlers_->Register(svr);
