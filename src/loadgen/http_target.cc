@@ -18,7 +18,9 @@ class HttpTarget final : public Target {
  public:
   explicit HttpTarget(HttpTargetOptions options) : options_(std::move(options)) {
     const TargetAddress& a = options_.address;
-    base_url_ = absl::StrCat(a.scheme, "://", a.host, ":", a.port);
+    const bool ipv6 = a.host.find(':') != std::string::npos;
+    base_url_ =
+        absl::StrCat(a.scheme, "://", ipv6 ? "[" : "", a.host, ipv6 ? "]" : "", ":", a.port);
     path_ = absl::StrCat(a.path_prefix, "/v1/completions");
   }
 
@@ -28,7 +30,8 @@ class HttpTarget final : public Target {
   RequestResult Send(const TargetRequest& request) override {
     RequestResult result;
     const std::string body =
-        CompletionRequestBody(request, options_.model, options_.send_token_ids).dump();
+        CompletionRequestBody(request, options_.model, options_.send_token_ids, options_.extra_body)
+            .dump();
     std::unique_ptr<httplib::Client> client = Borrow();
     const Clock* clock = options_.clock;
     OpenAiStreamReader reader(&result, clock);
@@ -95,6 +98,7 @@ class HttpTarget final : public Target {
     }
     auto c = std::make_unique<httplib::Client>(base_url_);
     c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);  // headers and body go out at once, not 40 ms apart (Nagle)
     c->set_connection_timeout(10, 0);
     const auto secs = static_cast<time_t>(options_.timeout_s);
     c->set_read_timeout(secs, static_cast<time_t>((options_.timeout_s - secs) * 1e6));

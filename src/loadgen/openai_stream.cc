@@ -27,7 +27,7 @@ std::string StringAt(const json& obj, const char* key) {
 }  // namespace
 
 nlohmann::json CompletionRequestBody(const TargetRequest& r, const std::string& model,
-                                     bool send_token_ids) {
+                                     bool send_token_ids, const nlohmann::json& extra_body) {
   json body;
   if (!model.empty()) body["model"] = model;
   if (send_token_ids || !r.prompt_text.has_value()) {
@@ -40,10 +40,10 @@ nlohmann::json CompletionRequestBody(const TargetRequest& r, const std::string& 
   body["seed"] = r.seed;
   body["stream"] = true;
   body["stream_options"] = {{"include_usage", true}};
-  if (r.ignore_eos) {
-    body["ignore_eos"] = true;
-    body["min_tokens"] = r.max_tokens;
-  }
+  // vLLM, SGLang, llama.cpp and tokenmill all take ignore_eos; min_tokens (vLLM) is left to
+  // --extra-body because strict servers refuse fields they do not know.
+  if (r.ignore_eos) body["ignore_eos"] = true;
+  for (const auto& [key, value] : extra_body.items()) body[key] = value;
   return body;
 }
 
@@ -87,12 +87,17 @@ bool OpenAiStreamReader::OnData(const std::string& data) {
 
 void OpenAiStreamReader::ReadChoice(const json& c, double now_s) {
   if (!c.is_object()) return;
+  auto fr = c.find("finish_reason");
+  const bool finishes = fr != c.end() && fr->is_string();
+  // A chunk is a token event when it carries text or ids, and also when its text is empty
+  // but it does not finish: servers stream one chunk per decode step, and a token whose
+  // bytes are held back (half a UTF-8 character) arrives as "" (vLLM's benchmark counts
+  // these too). An empty chunk that only finishes carries no token.
   bool has_output = false;
-  if (auto t = c.find("text");
-      t != c.end() && t->is_string() && !t->get_ref<const std::string&>().empty()) {
-    has_output = true;
+  if (auto t = c.find("text"); t != c.end() && t->is_string()) {
+    has_output = !t->get_ref<const std::string&>().empty() || !finishes;
   }
-  // Servers that return token ids per chunk (vLLM return_token_ids, tokenmill) count exactly.
+  // Servers that return token ids per chunk count exactly.
   for (const char* key : {"token_ids", "tokens"}) {
     if (auto ids = c.find(key); ids != c.end() && ids->is_array() && !ids->empty()) {
       num_output_ids_ += static_cast<int64_t>(ids->size());
@@ -105,7 +110,7 @@ void OpenAiStreamReader::ReadChoice(const json& c, double now_s) {
     result_->chunk_times_s.push_back(now_s);
     if (!result_->first_token_s.has_value()) result_->first_token_s = now_s;
   }
-  if (auto fr = c.find("finish_reason"); fr != c.end() && fr->is_string()) {
+  if (finishes) {
     saw_finish_ = true;
     result_->finish_reason = fr->get<std::string>();
   }

@@ -11,10 +11,12 @@
 namespace tokenmill::loadgen {
 
 // Body of a streaming /v1/completions request: prompt as ids (or text), max_tokens,
-// stream with include_usage, temperature and seed; with ignore_eos also the vLLM/SGLang/
-// llama.cpp extensions "ignore_eos" and "min_tokens" that make output lengths exact.
+// stream with include_usage, temperature, seed and, for exact output lengths, ignore_eos
+// (vLLM, SGLang, llama.cpp and tokenmill all take it). `extra_body`'s fields (an object)
+// are added last and override (e.g. {"min_tokens": 128} for vLLM).
 nlohmann::json CompletionRequestBody(const TargetRequest& request, const std::string& model,
-                                     bool send_token_ids);
+                                     bool send_token_ids,
+                                     const nlohmann::json& extra_body = nlohmann::json::object());
 
 // Fills a RequestResult from the stream's events, stamping chunk times with `clock`.
 // One instance per request; not thread-safe.

@@ -32,7 +32,7 @@ bool MeetsSlo(const RequestResult& r, const Slo& slo) {
 void AddEnergyAndCost(const std::vector<const RequestSample*>& done, PointMetrics* m) {
   double joules = 0, cost = 0;
   int64_t tokens_j = 0, output_j = 0, tokens_c = 0, output_c = 0;
-  bool any_joules = false, any_cost = false;
+  bool any_joules = false, any_cost = false, any_positive_cost = false;
   std::set<std::string> sources, currencies;
   for (const RequestSample* s : done) {
     const RequestResult& r = s->result;
@@ -46,6 +46,7 @@ void AddEnergyAndCost(const std::vector<const RequestSample*>& done, PointMetric
     }
     if (r.cost.has_value()) {
       any_cost = true;
+      any_positive_cost |= *r.cost > 0;
       cost += *r.cost;
       tokens_c += prompt + r.output_tokens;
       output_c += r.output_tokens;
@@ -58,7 +59,9 @@ void AddEnergyAndCost(const std::vector<const RequestSample*>& done, PointMetric
     m->tokens_per_joule = Ratio(static_cast<double>(tokens_j), joules);
     m->output_tokens_per_joule = Ratio(static_cast<double>(output_j), joules);
   }
-  if (any_cost) {
+  // Servers without prices report a cost of 0 for every request; that is an unknown cost,
+  // not a free one.
+  if (any_cost && any_positive_cost) {
     m->cost = cost;
     m->currency = absl::StrJoin(currencies, "+");
     if (tokens_c > 0) m->cost_per_1m_tokens = cost / static_cast<double>(tokens_c) * 1e6;

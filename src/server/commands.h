@@ -13,5 +13,6 @@ void AddInspectCommand(CLI::App& app, std::function<int()>* action);
 void AddTokenizerCommands(CLI::App& app, std::function<int()>* action);
 void AddReportCommand(CLI::App& app, std::function<int()>* action);
 void AddServeCommand(CLI::App& app, std::function<int()>* action);
+void AddBenchCommand(CLI::App& app, std::function<int()>* action);
 
 }  // namespace tokenmill

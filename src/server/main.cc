@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   tokenmill::AddTokenizerCommands(app, &action);
   tokenmill::AddReportCommand(app, &action);
   tokenmill::AddServeCommand(app, &action);
+  tokenmill::AddBenchCommand(app, &action);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   return action ? action() : 0;

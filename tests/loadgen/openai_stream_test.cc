@@ -59,15 +59,18 @@ TEST(CompletionRequestBodyTest, TokenIdsOrTextWithExactLengthExtensions) {
   EXPECT_EQ(ids["stream"], true);
   EXPECT_EQ(ids["stream_options"]["include_usage"], true);
   EXPECT_EQ(ids["ignore_eos"], true);
-  EXPECT_EQ(ids["min_tokens"], 7);
+  EXPECT_FALSE(ids.contains("min_tokens"));  // strict servers (tokenmill) reject unknown fields
   EXPECT_EQ(ids["seed"], 3);
   const nlohmann::json text = CompletionRequestBody(r, "", false);
   EXPECT_EQ(text["prompt"], "hello");
   EXPECT_FALSE(text.contains("model"));
+  const nlohmann::json extra =
+      CompletionRequestBody(r, "m", true, {{"min_tokens", 7}, {"temperature", 0.5}});
+  EXPECT_EQ(extra["min_tokens"], 7);
+  EXPECT_EQ(extra["temperature"], 0.5);  // extra fields override
   r.ignore_eos = false;
   const nlohmann::json free = CompletionRequestBody(r, "m", true);
   EXPECT_FALSE(free.contains("ignore_eos"));
-  EXPECT_FALSE(free.contains("min_tokens"));
 }
 
 TEST(OpenAiStreamReaderTest, ChunksUsageAndTheTokenmillBlock) {
@@ -78,11 +81,12 @@ TEST(OpenAiStreamReaderTest, ChunksUsageAndTheTokenmillBlock) {
   clock.Advance(0.25);
   EXPECT_TRUE(reader.OnData(R"({"choices":[{"index":0,"text":"Once","finish_reason":null}]})"));
   clock.Advance(0.05);
-  // A chunk with no text (a held-back partial character) is not an output chunk.
+  // A token whose text is held back (half a UTF-8 character) still arrives as a chunk.
   EXPECT_TRUE(reader.OnData(R"({"choices":[{"index":0,"text":"","finish_reason":null}]})"));
   clock.Advance(0.05);
-  EXPECT_TRUE(
-      reader.OnData(R"({"choices":[{"index":0,"text":" upon","finish_reason":"length"}]})"));
+  EXPECT_TRUE(reader.OnData(R"({"choices":[{"index":0,"text":" upon","finish_reason":null}]})"));
+  // A chunk that only finishes carries no token.
+  EXPECT_TRUE(reader.OnData(R"({"choices":[{"index":0,"text":"","finish_reason":"length"}]})"));
   clock.Advance(0.01);
   EXPECT_TRUE(reader.OnData(
       R"({"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15,)"
@@ -93,9 +97,10 @@ TEST(OpenAiStreamReaderTest, ChunksUsageAndTheTokenmillBlock) {
   reader.Finish();
   EXPECT_TRUE(r.ok()) << r.error_code << ": " << r.error_message;
   EXPECT_DOUBLE_EQ(*r.first_token_s, 100.25);
-  ASSERT_EQ(r.chunk_times_s.size(), 2u);
-  EXPECT_NEAR(r.chunk_times_s[1] - r.chunk_times_s[0], 0.1, 1e-9);
-  EXPECT_EQ(r.output_tokens, 3);  // usage wins over the 2 chunks
+  ASSERT_EQ(r.chunk_times_s.size(), 3u);
+  EXPECT_NEAR(r.chunk_times_s[1] - r.chunk_times_s[0], 0.05, 1e-9);
+  EXPECT_NEAR(r.chunk_times_s[2] - r.chunk_times_s[1], 0.05, 1e-9);
+  EXPECT_EQ(r.output_tokens, 3);
   EXPECT_TRUE(r.output_tokens_from_usage);
   EXPECT_EQ(*r.prompt_tokens, 12);
   EXPECT_EQ(*r.cached_tokens, 8);

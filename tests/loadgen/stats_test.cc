@@ -150,6 +150,18 @@ TEST(PointMetricsTest, PrefixCacheEnergyAndCostFromUsage) {
   EXPECT_DOUBLE_EQ(*m.cost_per_1m_output_tokens, 0.003 / 40.0 * 1e6);
 }
 
+TEST(PointMetricsTest, ZeroCostEverywhereMeansNoPricesNotFree) {
+  RequestSample a = Done(0, 0.1, 0.1, 10);
+  a.result.cost = 0.0;
+  a.result.currency = "USD";
+  RequestSample b = a;
+  const PointMetrics m = ComputePointMetrics({a, b}, Slo{});
+  EXPECT_FALSE(m.cost.has_value());
+  EXPECT_FALSE(m.cost_per_1m_tokens.has_value());
+  b.result.cost = 0.01;  // one priced request: the zero is a real (rounded) figure
+  EXPECT_DOUBLE_EQ(*ComputePointMetrics({a, b}, Slo{}).cost, 0.01);
+}
+
 TEST(PointMetricsTest, LengthMismatchesAndDispatchDelay) {
   RequestSample a = Done(1.0, 0.1, 0.1, 5);
   a.result.prompt_tokens = 99;  // the server counted another prompt length

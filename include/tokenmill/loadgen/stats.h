@@ -55,8 +55,10 @@ struct PointMetrics {
   std::optional<double> joules;                   // requests whose energy was reported
   std::optional<double> tokens_per_joule;         // (prompt + output) / joules of those
   std::optional<double> output_tokens_per_joule;  // output / joules of those
-  std::string energy_source;   // "nvml", "rapl", "estimated", "none", '+'-joined when mixed
-  std::optional<double> cost;  // requests whose cost was reported
+  std::string energy_source;  // "nvml", "rapl", "estimated", "none", '+'-joined when mixed
+  // Requests whose cost was reported; nullopt when none was, or every reported cost was 0
+  // (what a server without prices says).
+  std::optional<double> cost;
   std::string currency;
   std::optional<double> cost_per_1m_tokens;         // cost / (prompt + output) x 1e6
   std::optional<double> cost_per_1m_output_tokens;  // cost / output x 1e6

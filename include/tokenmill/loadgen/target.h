@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
 #include "tokenmill/core/clock.h"
 
 namespace tokenmill::loadgen {
@@ -77,8 +78,21 @@ struct HttpTargetOptions {
   std::string api_key;         // Authorization: Bearer, when set
   double timeout_s = 600;      // read timeout of one request
   bool send_token_ids = true;  // prompt as a list of ids (else prompt_text)
+  nlohmann::json extra_body = nlohmann::json::object();  // fields added to every request
   const Clock* clock = &SystemClock::Get();
 };
 std::unique_ptr<Target> MakeHttpTarget(const HttpTargetOptions& options);
+
+// tokenmill's gRPC API (proto/tokenmill/v1/service.proto): streaming Generate with token ids,
+// ignore_eos and the final message's usage, energy and cost.
+struct GrpcTargetOptions {
+  TargetAddress address;
+  std::string model;           // GenerateRequest.model ("" : the served model)
+  std::string api_key;         // authorization: Bearer metadata, when set
+  double timeout_s = 600;      // the call's deadline
+  bool send_token_ids = true;  // token_ids input (else text)
+  const Clock* clock = &SystemClock::Get();
+};
+std::unique_ptr<Target> MakeGrpcTarget(const GrpcTargetOptions& options);
 
 }  // namespace tokenmill::loadgen
