@@ -10,7 +10,7 @@ PACKAGES=(
   libpcre2-dev libxxhash-dev libutf8proc-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
   libcpp-httplib-dev libssl-dev
-  python3
+  python3 gnuplot-nox
 )
 
 missing=()
