@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake --preset release >/dev/null
 cmake --build --preset release -j"$(nproc)" --target tokenmill
-exec ./build/release/src/server/tokenmill generate --model demo --prompt "Once upon a time" "$@"
+exec ./build/release/src/server/tokenmill serve --model demo "$@"
