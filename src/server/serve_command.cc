@@ -63,7 +63,7 @@ void AddOverlayFlags(CLI::App* cmd, ServeFlags* f) {
       "gRPC port (default 50051; 0: any free port)");
   cmd->add_option_function<int>(
       "--http-port", [o](const int& v) { o->mutable_server()->set_http_port(v); },
-      "HTTP port (default 8000; 0: any free port)");
+      "HTTP port (default 8080; 0: any free port)");
   cmd->add_option_function<double>(
       "--drain-timeout", [o](const double& v) { o->mutable_server()->set_drain_timeout_s(v); },
       "Seconds in-flight requests get to finish after SIGTERM (default 30)");

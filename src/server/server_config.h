@@ -31,7 +31,7 @@ struct ServeOptions {
   // server
   std::string host = "127.0.0.1";
   int grpc_port = 50051;
-  int http_port = 8000;
+  int http_port = 8080;
   bool enable_grpc = true;
   bool enable_http = true;
   int http_threads = 128;

@@ -31,7 +31,7 @@ class ConnectionWatcher;
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;  // 0: any free port (see HttpServer::port())
+  int port = 8080;  // 0: any free port (see HttpServer::port())
   int num_threads = 128;
   double keep_alive_timeout_s = 5;
   bool public_health = true;    // /health and /ready without a key
