@@ -77,6 +77,38 @@ ojson PointJson(const PointReport& p) {
   return j;
 }
 
+ojson RequestSampleJson(int point, const RequestSample& s, double start_s) {
+  const RequestResult& r = s.result;
+  auto rel = [&](std::optional<double> t) {
+    return t.has_value() ? ojson(*t - start_s) : ojson(nullptr);
+  };
+  ojson j;
+  j["point"] = point;
+  j["session"] = s.session;
+  j["turn"] = s.turn;
+  j["prompt_tokens"] = s.prompt_tokens;
+  j["max_tokens"] = s.max_tokens;
+  j["scheduled_s"] = s.scheduled_s - start_s;
+  j["send_s"] = r.send_s - start_s;
+  j["first_token_s"] = rel(r.first_token_s);
+  j["end_s"] = r.end_s - start_s;
+  j["output_tokens"] = r.output_tokens;
+  j["server_prompt_tokens"] =
+      r.prompt_tokens.has_value() ? ojson(*r.prompt_tokens) : ojson(nullptr);
+  j["cached_tokens"] = r.cached_tokens.has_value() ? ojson(*r.cached_tokens) : ojson(nullptr);
+  j["joules"] = OrNull(r.joules);
+  j["cost"] = OrNull(r.cost);
+  j["finish_reason"] = r.finish_reason;
+  ojson gaps = ojson::array();
+  for (size_t k = 1; k < r.chunk_times_s.size(); ++k) {
+    gaps.push_back(r.chunk_times_s[k] - r.chunk_times_s[k - 1]);
+  }
+  j["itl_s"] = std::move(gaps);
+  j["error_code"] = r.ok() ? ojson(nullptr) : ojson(r.error_code);
+  if (!r.ok()) j["error_message"] = r.error_message;
+  return j;
+}
+
 ojson ReportJson(const BenchReport& r) {
   ojson j;
   j["schema_version"] = kReportSchemaVersion;

@@ -2,6 +2,8 @@
 // flags into a target, a workload and load points, runs warm-up and each point, and writes
 // the report directory.
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 
@@ -55,6 +57,7 @@ struct BenchFlags {
   double static_watts = 0;
   metrics::CostConfig cost;
   std::string out = "bench-out";
+  bool save_requests = false;
   std::string gnuplot = "gnuplot";
   EngineFlags engine;
 };
@@ -231,6 +234,7 @@ ojson ConfigJson(const BenchFlags& f, const BenchSetup& s) {
   c["requests"] = f.requests > 0 ? ojson(f.requests) : ojson(nullptr);
   c["duration_s"] = f.duration_s > 0 ? ojson(f.duration_s) : ojson(nullptr);
   c["warmup"] = f.warmup;
+  c["seed"] = f.seed;
   c["prompt_format"] = f.prompt_format;
   c["ignore_eos"] = !f.no_ignore_eos;
   c["temperature"] = f.temperature;
@@ -287,6 +291,20 @@ absl::Status RunWarmup(const BenchFlags& f, const BenchSetup& s, loadgen::BenchR
   return absl::OkStatus();
 }
 
+// --save-requests: one JSON line per measured request, appended point after point.
+absl::Status AppendRequests(const std::string& dir, int point, const loadgen::RunResult& r) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const std::string path = dir + "/requests.jsonl";
+  std::ofstream file(path, point == 0 ? std::ios::trunc : std::ios::app);
+  for (const loadgen::RequestSample& x : r.samples) {
+    file << loadgen::RequestSampleJson(point, x, r.start_s).dump() << "\n";
+  }
+  file.close();
+  if (!file) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<loadgen::PointReport> RunPoint(const BenchFlags& f, const BenchSetup& s, int i,
                                               loadgen::Progress& progress) {
   // Each point draws its own prompts, so a later point never hits the prefix cache on an
@@ -311,6 +329,7 @@ absl::StatusOr<loadgen::PointReport> RunPoint(const BenchFlags& f, const BenchSe
   p.metrics = loadgen::ComputePointMetrics(r.samples, slo);
   p.num_sessions = r.num_sessions;
   p.num_truncated_sessions = r.num_truncated_sessions;
+  if (f.save_requests) TM_RETURN_IF_ERROR(AppendRequests(f.out, i, r));
   for (const loadgen::RequestSample& x : r.samples) {
     if (!x.result.ok()) {
       spdlog::debug("request {}-{} failed: {}: {}", x.session, x.turn, x.result.error_code,
@@ -422,6 +441,8 @@ void AddBenchFlags(CLI::App* cmd, BenchFlags* f) {
   cmd->add_option("--currency", f->cost.currency, "inproc: currency of the prices")
       ->capture_default_str();
   cmd->add_option("--out,-o", f->out, "Report directory")->capture_default_str();
+  cmd->add_flag("--save-requests", f->save_requests,
+                "Also write every measured request's timings to OUT/requests.jsonl");
   cmd->add_option("--gnuplot", f->gnuplot, "gnuplot binary for the PNG plots")
       ->capture_default_str();
   AddEngineFlags(cmd, &f->engine);

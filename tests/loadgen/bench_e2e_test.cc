@@ -64,7 +64,8 @@ TEST(BenchE2eTest, InprocStoriesWritesTheReport) {
   TM_REQUIRE_TESTDATA("models/stories260K/stories260K.gguf");
   const std::string out = OutDir("inproc");
   const auto r = Bench({"--target", "inproc", "--model", Stories(), "--workload", "fixed:24:8",
-                        "--concurrency", "2", "--requests", "6", "--warmup", "2", "--out", out});
+                        "--concurrency", "2", "--requests", "6", "--warmup", "2", "--save-requests",
+                        "--out", out});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = Report(out);
   ExpectExactRun(j, 6, 6 * 24, 6 * 8);
@@ -75,6 +76,23 @@ TEST(BenchE2eTest, InprocStoriesWritesTheReport) {
   EXPECT_TRUE(j["cost_per_1m_tokens"].is_null());
   EXPECT_TRUE(fs::exists(out + "/report.md"));
   EXPECT_NE(r.out.find("| c=2 |"), std::string::npos);  // the summary on stdout
+  // --save-requests: one line per measured request (not the warm-up), times from the start.
+  const std::string lines = testing::ReadFileOrDie(out + "/requests.jsonl");
+  int n = 0;
+  for (size_t pos = 0; pos < lines.size();) {
+    const size_t nl = lines.find('\n', pos);
+    const json q = json::parse(lines.substr(pos, nl - pos));
+    EXPECT_EQ(q["prompt_tokens"], 24);
+    EXPECT_EQ(q["output_tokens"], 8);
+    EXPECT_EQ(q["itl_s"].size(), 7u);
+    EXPECT_GE(q["send_s"].get<double>(), 0);
+    EXPECT_LT(q["send_s"].get<double>(), q["first_token_s"].get<double>());
+    EXPECT_LE(q["first_token_s"].get<double>(), q["end_s"].get<double>());
+    EXPECT_TRUE(q["error_code"].is_null());
+    ++n;
+    pos = nl + 1;
+  }
+  EXPECT_EQ(n, 6);
 }
 
 TEST(BenchE2eTest, InprocSweepWithEstimatedEnergyAndPrices) {

@@ -55,6 +55,9 @@ int SummaryPointIndex(const BenchReport& report);
 nlohmann::ordered_json SummaryJson(const Summary& s);  // {"p50","p90","p99","mean"}
 nlohmann::ordered_json PointJson(const PointReport& p);
 nlohmann::ordered_json ReportJson(const BenchReport& report);
+// One line of requests.jsonl (--save-requests): the request's place, lengths and times in
+// seconds since `start_s` (the point's start), chunk gaps included; error code when it failed.
+nlohmann::ordered_json RequestSampleJson(int point, const RequestSample& sample, double start_s);
 std::string ReportMarkdown(const BenchReport& report, const std::vector<std::string>& plots);
 
 struct WrittenReport {
