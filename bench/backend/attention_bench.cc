@@ -76,30 +76,31 @@ void BM_AttentionDecode(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0)), context = static_cast<int>(state.range(1));
   AttentionFixture f(batch, context, 1, static_cast<int>(state.range(2)));
   ReadBandwidth();  // measured before timing starts
-  const double secs = TimedLoop(state, [&] { f.Run(); });
-  const double bytes_per_s =
-      2.0 * batch * context * kKvHeads * kHeadDim * sizeof(float) * state.iterations() / secs;
-  state.counters["GB/s"] = bytes_per_s * 1e-9;
-  state.counters["of_bw"] = bytes_per_s / ReadBandwidth();
+  const LoopSeconds secs = TimedLoop(state, [&] { f.Run(); });
+  const double bytes =
+      2.0 * batch * context * kKvHeads * kHeadDim * sizeof(float) * state.iterations();
+  SetRate(state, "GB/s", bytes, secs, state.range(2) == 1, 1e-9);
+  state.counters["of_bw"] = bytes / secs.wall / ReadBandwidth();
   if (!f.backend->Finish().ok()) state.SkipWithError("Attention failed");
 }
 BENCHMARK(BM_AttentionDecode)->Args({1, 512, 0})->Args({1, 2048, 0})->Args({8, 2048, 0})
     ->Args({1, 8192, 0})->Args({1, 8192, 1})->ArgNames({"batch", "context", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
-// Args: prefill chunk length (no cached context).
+// Args: prefill chunk length (no cached context), threads (0: all).
 void BM_AttentionPrefill(benchmark::State& state) {
   const int t = static_cast<int>(state.range(0));
-  AttentionFixture f(1, t, t);
+  AttentionFixture f(1, t, t, static_cast<int>(state.range(1)));
   FmaPeak();  // measured before timing starts
-  const double secs = TimedLoop(state, [&] { f.Run(); });
+  const LoopSeconds secs = TimedLoop(state, [&] { f.Run(); });
   // Causal: query i sees i + 1 keys; 2 FLOP per multiply-add in QK^T and in PV.
   const double pairs = 0.5 * t * (t + 1.0);
-  const double flops_per_s = 4.0 * pairs * kHeads * kHeadDim * state.iterations() / secs;
-  state.counters["GFLOP/s"] = flops_per_s * 1e-9;
-  state.counters["of_peak"] = flops_per_s / FmaPeak();
+  const double flops = 4.0 * pairs * kHeads * kHeadDim * state.iterations();
+  SetRate(state, "GFLOP/s", flops, secs, state.range(1) == 1, 1e-9);
+  state.counters["of_peak"] = flops / secs.wall / FmaPeak();
   if (!f.backend->Finish().ok()) state.SkipWithError("Attention failed");
 }
-BENCHMARK(BM_AttentionPrefill)->Arg(512)->Arg(2048)->ArgNames({"T"})->UseRealTime()
+BENCHMARK(BM_AttentionPrefill)->Args({512, 0})->Args({2048, 0})->Args({512, 1})
+    ->ArgNames({"T", "threads"})->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -105,22 +105,25 @@ float ParallelSum(cpu::ThreadPool& pool, const float* data, size_t n) {
   return s;
 }
 
+// Args: threads (0: all).
 void BM_MemoryReadSum(benchmark::State& state) {
   Buffer buf(kBufferBytes);
-  cpu::ThreadPool pool(Threads());
-  const double secs = TimedLoop(state, [&] {
+  cpu::ThreadPool pool(state.range(0) > 0 ? static_cast<int>(state.range(0)) : Threads());
+  const LoopSeconds t = TimedLoop(state, [&] {
     benchmark::DoNotOptimize(ParallelSum(pool, buf.data.get(), kBufferBytes / 4));
   });
-  state.counters["GB/s"] = static_cast<double>(kBufferBytes) * state.iterations() / secs * 1e-9;
+  SetRate(state, "GB/s", static_cast<double>(kBufferBytes) * state.iterations(), t,
+          pool.num_threads() == 1, 1e-9);
 }
-BENCHMARK(BM_MemoryReadSum)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MemoryReadSum)->Arg(0)->Arg(1)->ArgName("threads")->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Counts bytes read plus bytes written.
 void BM_MemoryCopy(benchmark::State& state) {
   Buffer src(kBufferBytes / 2), dst(kBufferBytes / 2);
   cpu::ThreadPool pool(Threads());
   const size_t half = kBufferBytes / 2;
-  const double secs = TimedLoop(state, [&] {
+  const LoopSeconds t = TimedLoop(state, [&] {
     const int64_t tasks = pool.num_threads();
     pool.Run(tasks, [&](int64_t t, int) {
       const size_t chunk = half / tasks / 64 * 64;
@@ -130,30 +133,31 @@ void BM_MemoryCopy(benchmark::State& state) {
     });
     benchmark::ClobberMemory();
   });
-  state.counters["GB/s"] = static_cast<double>(kBufferBytes) * state.iterations() / secs * 1e-9;
+  state.counters["GB/s"] = static_cast<double>(kBufferBytes) * state.iterations() / t.wall * 1e-9;
 }
 BENCHMARK(BM_MemoryCopy)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 constexpr int64_t kFmaIterations = 20'000'000;
 
-// Args: vector width in floats (8: AVX2, 16: AVX-512).
+// Args: vector width in floats (8: AVX2, 16: AVX-512), threads (0: all).
 void BM_FmaPeak(benchmark::State& state) {
   const int width = static_cast<int>(state.range(0));
   if (width == 16 && !HasAvx512()) {
     state.SkipWithError("no AVX-512");
     return;
   }
-  cpu::ThreadPool pool(Threads());
-  const double secs = TimedLoop(state, [&] {
+  cpu::ThreadPool pool(state.range(1) > 0 ? static_cast<int>(state.range(1)) : Threads());
+  const LoopSeconds t = TimedLoop(state, [&] {
     pool.Run(pool.num_threads(), [&](int64_t, int) {
       benchmark::DoNotOptimize(width == 16 ? Fma512Loop(kFmaIterations) : FmaLoop(kFmaIterations));
     });
   });
-  state.counters["GFLOP/s"] = 12.0 * width * 2 * kFmaIterations * pool.num_threads() *
-                              state.iterations() / secs * 1e-9;
+  SetRate(state, "GFLOP/s",
+          12.0 * width * 2 * kFmaIterations * pool.num_threads() * state.iterations(), t,
+          pool.num_threads() == 1, 1e-9);
 }
-BENCHMARK(BM_FmaPeak)->Arg(8)->Arg(16)->ArgName("width")->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_FmaPeak)->Args({8, 0})->Args({16, 0})->Args({8, 1})->Args({16, 1})
+    ->ArgNames({"width", "threads"})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 template <typename Fn>
 double BestSeconds(int reps, Fn&& fn) {

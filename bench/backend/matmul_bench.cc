@@ -87,11 +87,11 @@ void BM_Gemv(benchmark::State& state) {
   Fixture f(isa, dtype, t, n, k, /*rotate=*/true, threads);
   ReadBandwidth();  // measured before timing starts
   size_t i = 0;
-  const double secs = TimedLoop(state, [&] { f.Run(i++, t); });
-  const double bytes_per_s = static_cast<double>(DTypeBytes(dtype, n * k)) * state.iterations() / secs;
+  const LoopSeconds secs = TimedLoop(state, [&] { f.Run(i++, t); });
+  const double bytes = static_cast<double>(DTypeBytes(dtype, n * k)) * state.iterations();
   state.SetLabel(Label(isa, dtype));
-  state.counters["GB/s"] = bytes_per_s * 1e-9;
-  state.counters["of_bw"] = bytes_per_s / ReadBandwidth();
+  SetRate(state, "GB/s", bytes, secs, threads == 1, 1e-9);
+  state.counters["of_bw"] = bytes / secs.wall / ReadBandwidth();
   if (!f.backend->Finish().ok()) state.SkipWithError("MatMul failed");
 }
 
@@ -117,28 +117,33 @@ void BM_Gemm(benchmark::State& state) {
   const CpuIsa isa = kIsas[state.range(0)];
   const DType dtype = kDTypes[state.range(1)];
   const int64_t t = state.range(2), n = state.range(3), k = state.range(4);
-  Fixture f(isa, dtype, t, n, k, /*rotate=*/false);
+  const int threads = state.range(5) > 0 ? static_cast<int>(state.range(5)) : 0;
+  Fixture f(isa, dtype, t, n, k, /*rotate=*/false, threads);
   FmaPeak();  // measured before timing starts
-  const double secs = TimedLoop(state, [&] { f.Run(0, t); });
-  const double flops_per_s = 2.0 * t * n * k * state.iterations() / secs;
+  const LoopSeconds secs = TimedLoop(state, [&] { f.Run(0, t); });
+  const double flops = 2.0 * t * n * k * state.iterations();
   state.SetLabel(Label(isa, dtype));
-  state.counters["GFLOP/s"] = flops_per_s * 1e-9;
-  state.counters["of_peak"] = flops_per_s / FmaPeak();
+  SetRate(state, "GFLOP/s", flops, secs, threads == 1, 1e-9);
+  state.counters["of_peak"] = flops / secs.wall / FmaPeak();
   if (!f.backend->Finish().ok()) state.SkipWithError("MatMul failed");
 }
 
 void GemmArgs(benchmark::internal::Benchmark* b) {
   for (int d = 0; d < 4; ++d) {
-    b->Args({0, d, 128, 2048, 2048});
-    b->Args({0, d, 512, 2048, 2048});
+    b->Args({0, d, 128, 2048, 2048, 0});
+    b->Args({0, d, 512, 2048, 2048, 0});
   }
-  b->Args({1, 0, 512, 2048, 2048});
-  b->Args({1, 2, 512, 2048, 2048});
-  b->Args({2, 0, 128, 2048, 2048});
-  b->Args({0, 2, 512, 4096, 4096});
-  b->Args({0, 0, 16, 2048, 2048});
+  b->Args({1, 0, 512, 2048, 2048, 0});
+  b->Args({1, 2, 512, 2048, 2048, 0});
+  b->Args({2, 0, 128, 2048, 2048, 0});
+  b->Args({0, 2, 512, 4096, 4096, 0});
+  b->Args({0, 0, 16, 2048, 2048, 0});
+  b->Args({0, 0, 128, 2048, 2048, 1});
+  b->Args({0, 2, 128, 2048, 2048, 1});
+  b->Args({1, 0, 128, 2048, 2048, 1});
 }
-BENCHMARK(BM_Gemm)->Apply(GemmArgs)->ArgNames({"isa", "dtype", "T", "N", "K"})->UseRealTime()
+BENCHMARK(BM_Gemm)->Apply(GemmArgs)->ArgNames({"isa", "dtype", "T", "N", "K", "threads"})
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace
