@@ -3,6 +3,7 @@
 // internal linkage (avx2_util.h is included inside it on purpose); it calls no inline
 // function of a shared header, so no AVX2 copy of one can leak into generic code through
 // the linker. Avx2Kernels() (outside the region) checks the CPU before handing the table out.
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <cstdint>
@@ -158,41 +159,39 @@ void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int6
   }
 }
 
+// AVX2 lane mask selecting the first n (0..8) of 8 floats.
+inline __m256i LaneMask(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Edge tiles (cols < 16) use masked loads and stores of c; the k loop is the same. (An
+// edge buffer that c may alias made GCC keep the accumulators in memory.)
 template <int R>
 void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
                  float* c, int64_t ldc, bool accumulate) {
-  // Edge tiles (cols < 16) go through a full-width buffer so the loop stays unmasked.
-  alignas(32) float edge[R][kNr];
-  const bool full = cols == kNr;
-  float* out = full ? c : &edge[0][0];
-  const int64_t ldo = full ? ldc : kNr;
-  if (!full && accumulate) {
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < kNr; ++j) edge[r][j] = j < cols ? c[r * ldc + j] : 0.0f;
-  }
   __m256 acc[R][2];
   for (int r = 0; r < R; ++r) {
-    acc[r][0] = accumulate ? _mm256_loadu_ps(out + r * ldo) : _mm256_setzero_ps();
-    acc[r][1] = accumulate ? _mm256_loadu_ps(out + r * ldo + 8) : _mm256_setzero_ps();
+    if (accumulate) {
+      acc[r][0] = _mm256_maskload_ps(c + r * ldc, LaneMask(cols < 8 ? cols : 8));
+      acc[r][1] = _mm256_maskload_ps(c + r * ldc + 8, LaneMask(cols > 8 ? cols - 8 : 0));
+    } else {
+      acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    }
   }
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < kc; ++k) {
+  const float* xk = x;
+  for (int64_t k = 0; k < kc; ++k, ++xk) {
     const __m256 b0 = _mm256_loadu_ps(packed + k * kNr);
     const __m256 b1 = _mm256_loadu_ps(packed + k * kNr + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
-      const __m256 a = _mm256_broadcast_ss(x + r * ldx + k);
+      const __m256 a = _mm256_set1_ps(xk[r * ldx]);
       acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
     }
   }
   for (int r = 0; r < R; ++r) {
-    _mm256_storeu_ps(out + r * ldo, acc[r][0]);
-    _mm256_storeu_ps(out + r * ldo + 8, acc[r][1]);
-  }
-  if (!full) {
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < cols; ++j) c[r * ldc + j] = edge[r][j];
+    _mm256_maskstore_ps(c + r * ldc, LaneMask(cols < 8 ? cols : 8), acc[r][0]);
+    _mm256_maskstore_ps(c + r * ldc + 8, LaneMask(cols > 8 ? cols - 8 : 0), acc[r][1]);
   }
 }
 
@@ -222,11 +221,22 @@ namespace tokenmill::cpu {
 // Defined in kernels_avx2_attention.cc.
 void FillAvx2AttentionKernels(KernelTable* table);
 
+namespace {
+
+// CPUID leaf 1, ECX bit 29. Not __builtin_cpu_supports("f16c"): clang before 16 rejects
+// that feature name, which broke every clang build (the fuzz and sanitizer builds).
+bool CpuHasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
+}  // namespace
+
 const KernelTable* Avx2Kernels() {
   static const KernelTable* const table = []() -> const KernelTable* {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-        !__builtin_cpu_supports("f16c")) {
+        !CpuHasF16c()) {
       return nullptr;
     }
     static KernelTable t = GenericKernels();

@@ -69,7 +69,7 @@ void ValuesTile(const float* p, int64_t ldp, const void* values, int64_t value_s
     __m256 vv[NV];
     for (int v = 0; v < NV; ++v) vv[v] = Weights<D>::Load(value, d0 + 8 * v);
     for (int r = 0; r < R; ++r) {
-      const __m256 pr = _mm256_broadcast_ss(p + r * ldp + t);
+      const __m256 pr = _mm256_set1_ps(p[r * ldp + t]);
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(pr, vv[v], acc[r][v]);
     }
   }
