@@ -30,12 +30,12 @@ std::string HostOf(const sockaddr_storage& a, socklen_t len) {
   return host;
 }
 
-}  // namespace
-
-int FindConnectionSocket(int local_port, const std::string& remote_addr, int remote_port) {
+// Calls `fn(fd, peer, peer_len)` for each connected TCP socket of this process whose local
+// port is `local_port`, until it returns false.
+void ForEachConnection(int local_port,
+                       const std::function<bool(int, const sockaddr_storage&, socklen_t)>& fn) {
   DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int found = -1;
+  if (dir == nullptr) return;
   while (dirent* e = readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(e->d_name, &end, 10);
@@ -46,15 +46,33 @@ int FindConnectionSocket(int local_port, const std::string& remote_addr, int rem
         PortOf(local) != local_port) {
       continue;
     }
-    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0 ||
-        PortOf(peer) != remote_port || HostOf(peer, peer_len) != remote_addr) {
-      continue;
+    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+      continue;  // the listening socket, or not connected
     }
-    found = static_cast<int>(fd);
-    break;
+    if (!fn(static_cast<int>(fd), peer, peer_len)) break;
   }
   closedir(dir);
+}
+
+}  // namespace
+
+int FindConnectionSocket(int local_port, const std::string& remote_addr, int remote_port) {
+  int found = -1;
+  ForEachConnection(local_port, [&](int fd, const sockaddr_storage& peer, socklen_t len) {
+    if (PortOf(peer) != remote_port || HostOf(peer, len) != remote_addr) return true;
+    found = fd;
+    return false;
+  });
   return found;
+}
+
+int ShutdownConnections(int local_port) {
+  int n = 0;
+  ForEachConnection(local_port, [&](int fd, const sockaddr_storage&, socklen_t) {
+    n += shutdown(fd, SHUT_RDWR) == 0;
+    return true;
+  });
+  return n;
 }
 
 ConnectionWatcher::ConnectionWatcher(double poll_interval_s)

@@ -18,6 +18,11 @@ namespace tokenmill {
 // in Request::local_port / remote_addr / remote_port), or -1.
 int FindConnectionSocket(int local_port, const std::string& remote_addr, int remote_port);
 
+// shutdown(2)s every connected TCP socket of this process whose local port is `local_port`
+// (not the listening socket), so threads blocked on idle keep-alive connections return at
+// once. Returns how many. For a server that is stopping.
+int ShutdownConnections(int local_port);
+
 class ConnectionWatcher {
  public:
   explicit ConnectionWatcher(double poll_interval_s = 0.02);

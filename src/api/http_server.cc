@@ -227,7 +227,13 @@ HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Stop() {
   if (server_ != nullptr) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  // httplib's worker threads wait out idle keep-alive connections (up to the keep-alive
+  // timeout) before the pool can be joined; end those connections now.
+  if (thread_.joinable()) {
+    const int n = ShutdownConnections(port_);
+    if (n > 0) spdlog::debug("http: closed {} open connections", n);
+    thread_.join();
+  }
 }
 
 }  // namespace tokenmill

@@ -120,6 +120,19 @@ TEST(DrainE2eTest, SigtermFinishesEveryInFlightRequestRefusesNewOnesAndExitsZero
   EXPECT_NE(server->Log().find("every in-flight request completed"), std::string::npos);
 }
 
+TEST(DrainE2eTest, IdleKeepAliveConnectionsDoNotDelayTheExit) {
+  auto server = ServerProcess::Start({"--model", "demo"});
+  ASSERT_NE(server, nullptr);
+  httplib::Client idle(server->http_host(), server->http_port());
+  idle.set_keep_alive(true);
+  ASSERT_EQ(idle.Get("/health")->status, 200);  // the connection stays open, idle
+  const auto start = std::chrono::steady_clock::now();
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->WaitExit(10), 0);
+  // Well under the 5 s keep-alive timeout httplib would otherwise wait out.
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
+}
+
 TEST(DrainE2eTest, SecondSignalExitsAtOnce) {
   auto server = ServerProcess::Start({"--model", "demo"});
   ASSERT_NE(server, nullptr);
