@@ -240,3 +240,56 @@ TEST_F(EngineTest, ShutdownEndsPendingRequests) {
 
 }  // namespace
 }  // namespace tokenmill
+
+namespace tokenmill {
+namespace {
+
+// Batch invariance on the Hugging Face reference checkpoints (GQA, llama3 and linear
+// RoPE scaling, q/k/v bias, tied embeddings, BF16 and sharded F16 weights).
+class EngineHfBatchInvarianceTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(EngineHfBatchInvarianceTest, BusyEngineMatchesRunsAlone) {
+  auto model = LoadModel(testing::SourceDir() + "/tests/reference/hf/" + GetParam());
+  ASSERT_TRUE(model.ok()) << model.status();
+  ExecutorOptions eo;
+  eo.num_threads = 2;
+  eo.num_kv_blocks = 128;
+  eo.block_size = 8;
+  eo.max_num_tokens = 48;
+  eo.max_num_logits = 8;
+  auto exec = MakeModelExecutor(**model, eo);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  EngineOptions opts;
+  opts.scheduler.max_num_seqs = 8;
+  opts.scheduler.max_num_batched_tokens = 48;
+  auto engine = Engine::Create(opts, std::move(exec).value());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::mt19937 rng(17);
+  std::uniform_int_distribution<int32_t> tok(0, (*model)->config.vocab_size - 1);
+  std::vector<EngineRequest> reqs;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 12; ++i) {
+    EngineRequest r;
+    for (int k = 0, len = 3 + static_cast<int>(rng() % 40); k < len; ++k) {
+      r.prompt_ids.push_back(tok(rng));
+    }
+    r.sampling.temperature = 0;
+    r.sampling.max_tokens = 4 + static_cast<int>(rng() % 12);
+    r.sampling.ignore_eos = true;
+    reqs.push_back(r);
+    streams.push_back(*(*engine)->Submit(r));
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const Result got = Collect(*streams[i], 1);
+    testing::SingleSequenceRunner alone(**model);
+    EXPECT_EQ(got.ids[0], alone.Greedy(reqs[i].prompt_ids, reqs[i].sampling.max_tokens))
+        << GetParam() << " request " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, EngineHfBatchInvarianceTest,
+                         ::testing::Values("llama3_gqa", "llama_linear_bf16", "llama_sharded_f16",
+                                           "mistral_gqa", "qwen2_bias_tied"));
+
+}  // namespace
+}  // namespace tokenmill
