@@ -77,8 +77,10 @@ std::string PlotScript(const BenchReport& r) {
     return r.config.contains(key) && r.config[key].is_string() ? r.config[key].get<std::string>()
                                                                : std::string();
   };
+  const std::string model =
+      cfg("served_model_name").empty() ? cfg("model") : cfg("served_model_name");
   const std::string title =
-      absl::StrCat("tokenmill bench: ", cfg("target"), ", ", cfg("model"), ", ", cfg("workload"));
+      absl::StrCat("tokenmill bench: ", cfg("target"), ", ", model, ", ", cfg("workload"));
   std::string s = absl::StrCat(
       "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
       "  set terminal pngcairo size 1200,500 font ',10'\n"
@@ -107,6 +109,7 @@ std::string PlotScript(const BenchReport& r) {
                     "'' using 1:11 with linespoints pt 5 title 'output tokens / J'\n");
   } else {
     absl::StrAppend(&s,
+                    "unset logscale x\nunset xtics\nunset ytics\n"
                     "set label 'energy not reported by the target: tokens per joule unknown' "
                     "at graph 0.5,0.5 center\nset xrange [0:1]\nset yrange [0:1]\n"
                     "plot 1/0 notitle\n");
