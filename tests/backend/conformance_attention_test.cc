@@ -160,8 +160,11 @@ TEST_P(AttentionTest, SlidingWindow) {
   RunCase({1, 64, DType::kF32, 16, 40}, kMixedStep);
 }
 
+// Long decodes are split over the context (CPU: 256-key splits) and merged.
 TEST_P(AttentionTest, LongDecodeContext) {
   RunCase({4, 128, DType::kF32}, {{1000, 1}, {777, 1}, {0, 1}});
+  RunCase({2, 64, DType::kF16, 5}, {{600, 1}, {254, 1}, {255, 1}, {256, 1}});
+  RunCase({2, 64, DType::kF32, 16, 100}, {{299, 1}, {520, 1}, {30, 1}});
 }
 
 // Copy-on-write: blocks copied to unused ids hold the same K/V in every layer, so the same

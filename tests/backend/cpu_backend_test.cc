@@ -37,12 +37,15 @@ std::vector<float> RunOps(Backend& backend, uint32_t seed) {
   }
   const int kv_heads = 2, group = 4, hd = 64, width = kv_heads * hd;
   const PagedScenario sc = MakePagedScenario(rng, {1, 0, 16, kv_heads, hd, DType::kF32},
-                                             {{0, 90}, {0, 1}, {0, 33}});
+                                             {{0, 90}, {0, 1}, {0, 33}, {700, 1}, {40, 20}});
   EXPECT_TRUE(backend.AllocateKvCache(sc.spec).ok());
-  EXPECT_TRUE(backend.PlanStep(sc.step).ok());
+  for (const BatchPlan* plan : {&sc.history, &sc.step}) {
+    EXPECT_TRUE(backend.PlanStep(*plan).ok());
+    const int t = plan->num_tokens();
+    std::vector<float> k = RandomFloats(rng, t * width), v = RandomFloats(rng, t * width);
+    backend.WriteKv(0, HostView(k, Shape{t, width}), HostView(v, Shape{t, width}));
+  }
   const int t = sc.step.num_tokens();
-  std::vector<float> k = RandomFloats(rng, t * width), v = RandomFloats(rng, t * width);
-  backend.WriteKv(0, HostView(k, Shape{t, width}), HostView(v, Shape{t, width}));
   std::vector<float> q = RandomFloats(rng, t * width * group);
   std::vector<float> out(q.size());
   backend.Attention(0, HostView(q, Shape{t, width * group}),

@@ -11,16 +11,13 @@
 #include <cstring>
 #include <limits>
 
-#include "backend/cpu/ops.h"
+#include "backend/cpu/attention_internal.h"
 
 namespace tokenmill::cpu {
 namespace {
 
 // Rows of one task's tile (query tokens x heads of the group).
 constexpr int kMaxTileRows = 64;
-// Keys scored before each softmax update: amortises the per-row bookkeeping over several
-// blocks (decode rows are few, so that bookkeeping would otherwise rival the K/V reads).
-constexpr int kChunkKeys = 128;
 // Tiles of at least this many rows use the GEMM micro-kernel; decode tiles (a few rows)
 // use the dot-product kernels, which need no packing.
 constexpr int kMinGemmRows = 16;
@@ -33,27 +30,8 @@ struct AttentionTask {
   int64_t cost;     // keys x rows, for scheduling long tasks first
 };
 
-struct Geometry {
-  int group;             // query heads per KV head
-  int head_dim;
-  int64_t q_row_stride;  // num_heads * head_dim
-  int64_t kv_token_stride;  // num_kv_heads * head_dim
-  size_t kv_bytes;       // bytes per cached element
-};
+}  // namespace
 
-struct TileState {
-  float* q;    // [rows, head_dim], pre-scaled
-  float* o;    // [rows, head_dim]
-  float* s;    // [rows, lds] scores of the current chunk of keys
-  float* p;    // [rows, lds] their probabilities
-  float* m;    // [rows] running max
-  float* l;    // [rows] running sum
-  int32_t* lo;  // [rows] first visible key position
-  int32_t* hi;  // [rows] one past the last visible key position
-};
-
-// Online-softmax update for one chunk of keys [chunk_start, chunk_start + width): leaves
-// p[r, :] = exp(s - running max) (0 where masked) and rescales l and o.
 void SoftmaxChunk(const KernelTable& kt, const TileState& st, int rows, int64_t chunk_start,
                   int width, int lds, int head_dim) {
   for (int r = 0; r < rows; ++r) {
@@ -76,9 +54,11 @@ void SoftmaxChunk(const KernelTable& kt, const TileState& st, int rows, int64_t 
   }
 }
 
+namespace {
+
 // Loads q (pre-scaled) and the visible key range of every row of the tile.
 void InitTile(const AttentionTask& task, const BatchSequence& seq, const float* q, float scale,
-              int sliding_window, const Geometry& g, const TileState& st) {
+              int sliding_window, const AttentionGeometry& g, const TileState& st) {
   const int hd = g.head_dim;
   const int32_t first_pos = seq.context_len - seq.num_query_tokens;
   for (int32_t j = task.q_begin; j < task.q_end; ++j) {
@@ -107,29 +87,28 @@ void InitTile(const AttentionTask& task, const BatchSequence& seq, const float* 
 // strip == 0: out is [c1 - c0, head_dim]. strip > 0: out holds head_dim / strip panels of
 // [lds, strip] floats (the GEMM micro-kernel's packed layout), panel i = dims [i*strip, ...).
 void GatherRows(const KernelTable& kt, const BatchSequence& seq, const KvCacheSpec& spec,
-                const Geometry& g, const uint8_t* cache, int64_t head_offset, int64_t c0,
+                const AttentionGeometry& g, const uint8_t* cache, int64_t head_offset, int64_t c0,
                 int64_t c1, int strip, int lds, float* out) {
   constexpr int64_t kPrefetchAhead = 16;  // rows: ~DRAM latency at one row per few ns
-  const int bs = spec.block_size;
-  auto row_at = [&](int64_t pos) {
-    const int64_t slot = static_cast<int64_t>(seq.block_table[pos / bs]) * bs + pos % bs;
-    return cache + (slot * g.kv_token_stride + head_offset) * g.kv_bytes;
-  };
   const int64_t row_bytes = g.head_dim * static_cast<int64_t>(g.kv_bytes);
-  for (int64_t pos = c0; pos < std::min(c1, c0 + kPrefetchAhead); ++pos) {
-    for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(row_at(pos) + b, 0, 3);
+  const int64_t head_bytes = head_offset * static_cast<int64_t>(g.kv_bytes);
+  KvCursor cur(seq, spec.block_size, g, cache, c0);
+  KvCursor next(seq, spec.block_size, g, cache, c0);
+  for (int64_t pos = c0; pos < std::min(c1, c0 + kPrefetchAhead); ++pos, next.Next()) {
+    for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(next.get() + head_bytes + b, 0, 3);
   }
-  for (int64_t pos = c0; pos < c1; ++pos) {
+  for (int64_t pos = c0; pos < c1; ++pos, cur.Next()) {
     if (pos + kPrefetchAhead < c1) {
-      const uint8_t* ahead = row_at(pos + kPrefetchAhead);
-      for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(ahead + b, 0, 3);
+      for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(next.get() + head_bytes + b, 0, 3);
+      next.Next();
     }
+    const uint8_t* row = cur.get() + head_bytes;
     if (strip == 0) {
-      kt.convert_row(spec.dtype, row_at(pos), 0, g.head_dim, out + (pos - c0) * g.head_dim);
+      kt.convert_row(spec.dtype, row, 0, g.head_dim, out + (pos - c0) * g.head_dim);
       continue;
     }
     for (int d = 0; d < g.head_dim; d += strip) {
-      kt.convert_row(spec.dtype, row_at(pos), d, strip,
+      kt.convert_row(spec.dtype, row, d, strip,
                      out + static_cast<int64_t>(d) * lds + (pos - c0) * strip);
     }
   }
@@ -165,7 +144,7 @@ void ValuesGemm(const KernelTable& kt, const TileState& st, int rows, int hd, co
 
 void RunTask(CpuContext& ctx, int thread, const AttentionTask& task, const BatchPlan& plan,
              const KvCacheSpec& spec, KvLayerView layer, const float* q,
-             const AttentionParams& params, const Geometry& g, float* out) {
+             const AttentionParams& params, const AttentionGeometry& g, float* out) {
   const KernelTable& kt = *ctx.kernels;
   const BatchSequence& seq = plan.sequences[task.seq];
   const int bs = spec.block_size;
@@ -228,11 +207,13 @@ void RunTask(CpuContext& ctx, int thread, const AttentionTask& task, const Batch
   }
 }
 
-std::vector<AttentionTask> MakeTasks(const BatchPlan& plan, int num_kv_heads, int group) {
+// Prefill tiles: (sequence with several query rows, KV head, query tile).
+std::vector<AttentionTask> MakeTileTasks(const BatchPlan& plan, int num_kv_heads, int group) {
   const int tile_tokens = std::max(1, kMaxTileRows / group);
   std::vector<AttentionTask> tasks;
   for (int32_t i = 0; i < static_cast<int32_t>(plan.sequences.size()); ++i) {
     const BatchSequence& seq = plan.sequences[i];
+    if (seq.num_query_tokens == 1) continue;  // a decode split
     for (int32_t q0 = 0; q0 < seq.num_query_tokens; q0 += tile_tokens) {
       const int32_t q1 = std::min(seq.num_query_tokens, q0 + tile_tokens);
       const int64_t keys = seq.context_len - seq.num_query_tokens + q1;
@@ -241,10 +222,39 @@ std::vector<AttentionTask> MakeTasks(const BatchPlan& plan, int num_kv_heads, in
       }
     }
   }
-  // Longest first, so no long task starts last; ties keep plan order.
-  std::stable_sort(tasks.begin(), tasks.end(),
-                   [](const AttentionTask& a, const AttentionTask& b) { return a.cost > b.cost; });
   return tasks;
+}
+
+// Decode sequences: their visible keys cut at multiples of DecodeSplitKeys. Sequences
+// with several splits get consecutive partial states, listed in `merges`.
+struct DecodeMerge {
+  int32_t seq;
+  int64_t first_partial;
+  int num_splits;
+};
+std::vector<DecodeSplit> MakeDecodeSplits(const BatchPlan& plan, const KvCacheSpec& spec,
+                                          int sliding_window, std::vector<DecodeMerge>* merges,
+                                          int64_t* num_partials) {
+  const int64_t split_keys = DecodeSplitKeys(spec);
+  std::vector<DecodeSplit> splits;
+  *num_partials = 0;
+  for (int32_t i = 0; i < static_cast<int32_t>(plan.sequences.size()); ++i) {
+    const BatchSequence& seq = plan.sequences[i];
+    if (seq.num_query_tokens != 1) continue;
+    const int64_t end = seq.context_len;
+    const int64_t begin = sliding_window > 0 ? std::max<int64_t>(0, end - sliding_window) : 0;
+    const int num = static_cast<int>((end - 1) / split_keys - begin / split_keys + 1);
+    for (int s = 0; s < num; ++s) {
+      const int64_t b = s == 0 ? begin : (begin / split_keys + s) * split_keys;
+      const int64_t e = std::min(end, (begin / split_keys + s + 1) * split_keys);
+      splits.push_back({i, b, e, num == 1 ? -1 : *num_partials + s});
+    }
+    if (num > 1) {
+      merges->push_back({i, *num_partials, num});
+      *num_partials += num;
+    }
+  }
+  return splits;
 }
 
 }  // namespace
@@ -252,48 +262,47 @@ std::vector<AttentionTask> MakeTasks(const BatchPlan& plan, int num_kv_heads, in
 void PagedAttention(CpuContext& ctx, const BatchPlan& plan, const KvCacheSpec& spec,
                     KvLayerView layer, const float* q, const AttentionParams& params,
                     float* out) {
-  Geometry g;
+  AttentionGeometry g;
   g.group = params.num_heads / params.num_kv_heads;
+  g.num_heads = params.num_heads;
   g.head_dim = params.head_dim;
   g.q_row_stride = static_cast<int64_t>(params.num_heads) * params.head_dim;
   g.kv_token_stride = static_cast<int64_t>(spec.num_kv_heads) * spec.head_dim;
   g.kv_bytes = DTypeBytes(spec.dtype, 1);
-  const std::vector<AttentionTask> tasks = MakeTasks(plan, params.num_kv_heads, g.group);
-  ctx.pool->Run(static_cast<int64_t>(tasks.size()), [&](int64_t t, int thread) {
-    RunTask(ctx, thread, tasks[t], plan, spec, layer, q, params, g, out);
-  });
-}
+  const std::vector<AttentionTask> tiles = MakeTileTasks(plan, params.num_kv_heads, g.group);
+  std::vector<DecodeMerge> merges;
+  int64_t num_partials = 0;
+  const std::vector<DecodeSplit> splits =
+      MakeDecodeSplits(plan, spec, params.sliding_window, &merges, &num_partials);
+  float* partials = ctx.shared_scratch.Get(num_partials * DecodePartialFloats(g));
 
-void WriteKv(CpuContext& ctx, const KvCacheSpec& spec, const StepMetadata& meta,
-             const float* k, const float* v, KvLayerView layer) {
-  const int64_t width = static_cast<int64_t>(spec.num_kv_heads) * spec.head_dim;
-  const int64_t num_tokens = static_cast<int64_t>(meta.slot_mapping.size());
-  const size_t elem = DTypeBytes(spec.dtype, 1);
-  auto write_row = [&](const float* src, void* cache, int64_t slot) {
-    uint8_t* dst = static_cast<uint8_t*>(cache) + slot * width * elem;
-    switch (spec.dtype) {
-      case DType::kF16: {
-        uint16_t* h = reinterpret_cast<uint16_t*>(dst);
-        for (int64_t i = 0; i < width; ++i) h[i] = F32ToF16(src[i]);
-        break;
-      }
-      case DType::kBF16: {
-        uint16_t* h = reinterpret_cast<uint16_t*>(dst);
-        for (int64_t i = 0; i < width; ++i) h[i] = F32ToBf16(src[i]);
-        break;
-      }
-      default:
-        std::memcpy(dst, src, width * sizeof(float));
-    }
+  // One job for both kinds of work, longest first so no long task starts last.
+  struct Work {
+    int64_t cost;
+    int64_t index;  // < tiles.size(): a tile; otherwise a decode split
   };
-  const int64_t rows_per_task = std::max<int64_t>(1, (1 << 14) / width);
-  const int64_t num_tasks = (num_tokens + rows_per_task - 1) / rows_per_task;
-  ctx.pool->Run(num_tasks, [&](int64_t task, int) {
-    const int64_t end = std::min(num_tokens, (task + 1) * rows_per_task);
-    for (int64_t t = task * rows_per_task; t < end; ++t) {
-      write_row(k + t * width, layer.k, meta.slot_mapping[t]);
-      write_row(v + t * width, layer.v, meta.slot_mapping[t]);
+  std::vector<Work> work;
+  work.reserve(tiles.size() + splits.size());
+  for (size_t i = 0; i < tiles.size(); ++i) work.push_back({tiles[i].cost, static_cast<int64_t>(i)});
+  for (size_t i = 0; i < splits.size(); ++i) {
+    work.push_back({(splits[i].key_end - splits[i].key_begin) * params.num_heads,
+                    static_cast<int64_t>(tiles.size() + i)});
+  }
+  std::stable_sort(work.begin(), work.end(),
+                   [](const Work& a, const Work& b) { return a.cost > b.cost; });
+  ctx.pool->Run(static_cast<int64_t>(work.size()), [&](int64_t w, int thread) {
+    const int64_t i = work[w].index;
+    if (i < static_cast<int64_t>(tiles.size())) {
+      RunTask(ctx, thread, tiles[i], plan, spec, layer, q, params, g, out);
+    } else {
+      RunDecodeSplit(ctx, thread, splits[i - tiles.size()], plan, spec, layer, q, params.scale,
+                     g, out, partials);
     }
+  });
+  ctx.pool->Run(static_cast<int64_t>(merges.size()), [&](int64_t m, int) {
+    const DecodeMerge& dm = merges[m];
+    MergeDecodeSplits(g, partials + dm.first_partial * DecodePartialFloats(g), dm.num_splits,
+                      out + plan.sequences[dm.seq].query_start * g.q_row_stride);
   });
 }
 

@@ -30,10 +30,12 @@ class ScratchBuffer {
 
 // What every driver needs. Scratch(thread, n) may be called from a pool task with that
 // task's `thread` index; the buffer stays valid until the same thread asks again.
+// shared_scratch belongs to the op driver (the calling thread) and may be handed to tasks.
 struct CpuContext {
   const KernelTable* kernels = nullptr;
   ThreadPool* pool = nullptr;
   std::vector<ScratchBuffer> scratch;  // one per pool thread
+  ScratchBuffer shared_scratch;
 
   float* Scratch(int thread, size_t num_floats) { return scratch[thread].Get(num_floats); }
 };
