@@ -31,13 +31,20 @@ bool ParseOptions(int argc, char** argv, Options* o) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) return false;
     const std::string value = argv[++i];
-    if (flag == "--target") o->target = value;
-    else if (flag == "--prompt") o->prompt = value;
-    else if (flag == "--max-tokens") o->max_tokens = std::atoi(value.c_str());
-    else if (flag == "--temperature") o->temperature = std::strtof(value.c_str(), nullptr);
-    else if (flag == "--api-key") o->api_key = value;
-    else if (flag == "--timeout") o->timeout_s = std::strtod(value.c_str(), nullptr);
-    else return false;
+    if (flag == "--target")
+      o->target = value;
+    else if (flag == "--prompt")
+      o->prompt = value;
+    else if (flag == "--max-tokens")
+      o->max_tokens = std::atoi(value.c_str());
+    else if (flag == "--temperature")
+      o->temperature = std::strtof(value.c_str(), nullptr);
+    else if (flag == "--api-key")
+      o->api_key = value;
+    else if (flag == "--timeout")
+      o->timeout_s = std::strtod(value.c_str(), nullptr);
+    else
+      return false;
   }
   return true;
 }
@@ -93,7 +100,6 @@ int main(int argc, char** argv) {
   } else {
     std::cout << "unmeasured";
   }
-  std::cout << "; cost " << final_info.cost().cost() << " " << final_info.cost().currency()
-            << "\n";
+  std::cout << "; cost " << final_info.cost().cost() << " " << final_info.cost().currency() << "\n";
   return 0;
 }

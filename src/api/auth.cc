@@ -54,9 +54,10 @@ absl::StatusOr<Authenticator> Authenticator::Create(bool enabled,
   for (size_t i = 0; i < keys.size(); ++i) {
     Entry e;
     if (!ParseDigest(keys[i].sha256_hex, &e.digest)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "auth.keys[", i, "].sha256: must be 64 hex digits (the SHA-256 of the key, "
-          "e.g. `printf %s KEY | sha256sum`)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("auth.keys[", i,
+                       "].sha256: must be 64 hex digits (the SHA-256 of the key, "
+                       "e.g. `printf %s KEY | sha256sum`)"));
     }
     if (keys[i].tenant.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("auth.keys[", i, "].tenant: must be set"));

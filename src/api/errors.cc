@@ -13,13 +13,20 @@ constexpr char kReasonUrl[] = "type.tokenmill.dev/ErrorReason";
 
 const char* ReasonCode(ErrorReason reason) {
   switch (reason) {
-    case ErrorReason::kContextLengthExceeded: return "context_length_exceeded";
-    case ErrorReason::kRateLimited: return "rate_limit_exceeded";
-    case ErrorReason::kQuotaExceeded: return "quota_exceeded";
-    case ErrorReason::kModelNotFound: return "model_not_found";
-    case ErrorReason::kInvalidApiKey: return "invalid_api_key";
-    case ErrorReason::kPayloadTooLarge: return "payload_too_large";
-    case ErrorReason::kNone: break;
+    case ErrorReason::kContextLengthExceeded:
+      return "context_length_exceeded";
+    case ErrorReason::kRateLimited:
+      return "rate_limit_exceeded";
+    case ErrorReason::kQuotaExceeded:
+      return "quota_exceeded";
+    case ErrorReason::kModelNotFound:
+      return "model_not_found";
+    case ErrorReason::kInvalidApiKey:
+      return "invalid_api_key";
+    case ErrorReason::kPayloadTooLarge:
+      return "payload_too_large";
+    case ErrorReason::kNone:
+      break;
   }
   return "";
 }
@@ -41,9 +48,9 @@ absl::Status WithReason(absl::Status status, ErrorReason reason) {
 ErrorReason ReasonOf(const absl::Status& status) {
   const auto payload = status.GetPayload(kReasonUrl);
   if (!payload.has_value()) return ErrorReason::kNone;
-  for (ErrorReason r : {ErrorReason::kContextLengthExceeded, ErrorReason::kRateLimited,
-                        ErrorReason::kQuotaExceeded, ErrorReason::kModelNotFound,
-                        ErrorReason::kInvalidApiKey, ErrorReason::kPayloadTooLarge}) {
+  for (ErrorReason r :
+       {ErrorReason::kContextLengthExceeded, ErrorReason::kRateLimited, ErrorReason::kQuotaExceeded,
+        ErrorReason::kModelNotFound, ErrorReason::kInvalidApiKey, ErrorReason::kPayloadTooLarge}) {
     if (*payload == ReasonCode(r)) return r;
   }
   return ErrorReason::kNone;
@@ -131,10 +138,8 @@ HttpError ToHttpError(const absl::Status& status) {
 }
 
 nlohmann::json OpenAiErrorBody(const HttpError& e) {
-  nlohmann::json err = {{"message", e.message},
-                        {"type", e.type},
-                        {"param", nullptr},
-                        {"code", nullptr}};
+  nlohmann::json err = {
+      {"message", e.message}, {"type", e.type}, {"param", nullptr}, {"code", nullptr}};
   if (!e.param.empty()) err["param"] = e.param;
   if (!e.code.empty()) err["code"] = e.code;
   return {{"error", err}};

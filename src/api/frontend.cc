@@ -1,11 +1,12 @@
 #include "tokenmill/api/frontend.h"
 
+#include <cctype>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "api/utf8.h"
 #include "spdlog/spdlog.h"
 #include "tokenmill/api/errors.h"
-#include "api/utf8.h"
 #include "tokenmill/core/status.h"
 
 namespace tokenmill {
@@ -24,8 +25,8 @@ absl::Status CheckMessages(const nlohmann::ordered_json& messages, int max_messa
   if (!messages.is_array()) return Invalid("messages", "must be an array of messages");
   if (messages.empty()) return Invalid("messages", "must not be empty");
   if (static_cast<int>(messages.size()) > max_messages) {
-    return Invalid("messages", absl::StrCat(messages.size(), " messages exceed the limit of ",
-                                            max_messages));
+    return Invalid("messages",
+                   absl::StrCat(messages.size(), " messages exceed the limit of ", max_messages));
   }
   for (size_t i = 0; i < messages.size(); ++i) {
     const auto& m = messages[i];
@@ -51,7 +52,8 @@ const char* Plural(int n) { return n == 1 ? "" : "s"; }
 // Frontend
 
 Frontend::Frontend(Engine& engine, const ModelBundle& bundle, const Authenticator& auth,
-                   TenantLimiter* limiter, FrontendOptions options, const Clock& clock)
+                   TenantLimiter* limiter, FrontendOptions options,
+                   metrics::MetricRegistry* registry, const Clock& clock)
     : engine_(engine),
       bundle_(bundle),
       auth_(auth),
@@ -59,10 +61,39 @@ Frontend::Frontend(Engine& engine, const ModelBundle& bundle, const Authenticato
       options_(std::move(options)),
       clock_(clock),
       start_s_(clock.NowSeconds()),
-      created_unix_s_(static_cast<int64_t>(clock.WallSeconds())) {}
+      created_unix_s_(static_cast<int64_t>(clock.WallSeconds())) {
+  if (registry == nullptr) return;
+  // Bounded label values: tenants as many as the serving metrics track, codes by nature.
+  auto tenants = std::make_shared<metrics::LabelValueCap>(32);
+  auto reasons = std::make_shared<metrics::LabelValueCap>(32);
+  rejections_ = &registry->AddCounter(
+      {"tokenmill:request_rejections_total",
+       "Requests refused before reaching the engine, by status code and reason.",
+       {{"model_name", nullptr},
+        {"tenant", tenants},
+        {"error_code", reasons},
+        {"reason", reasons}}});
+  active_gauge_ = &registry
+                       ->AddGauge({"tokenmill:frontend_active_requests",
+                                   "Requests admitted by the front end and not yet finished.",
+                                   {{"model_name", nullptr}}})
+                       .WithLabels({options_.model_name});
+}
 
 absl::StatusOr<Principal> Frontend::Authenticate(absl::string_view authorization) const {
-  return auth_.Authenticate(authorization);
+  absl::StatusOr<Principal> who = auth_.Authenticate(authorization);
+  if (!who.ok()) RecordRejection("", who.status());
+  return who;
+}
+
+void Frontend::RecordRejection(absl::string_view tenant, const absl::Status& status) const {
+  if (rejections_ == nullptr || status.ok()) return;
+  std::string code = absl::StatusCodeToString(status.code());
+  for (char& c : code) c = c == ' ' ? '_' : static_cast<char>(std::tolower(c));
+  rejections_
+      ->WithLabels({options_.model_name, tenant.empty() ? "unknown" : tenant, code,
+                    ToHttpError(status).code})
+      .Increment();
 }
 
 absl::Status Frontend::RequireAdmin(const Principal& who, absl::string_view what) {
@@ -109,9 +140,9 @@ absl::Status Frontend::ValidateInput(const ClientRequest& r) const {
   }
   const SamplingParams& sp = in.sampling;
   if (static_cast<int>(sp.stop_token_ids.size()) > lim.max_stop_token_ids) {
-    return Invalid("stop_token_ids", absl::StrCat(sp.stop_token_ids.size(),
-                                                  " ids exceed the limit of ",
-                                                  lim.max_stop_token_ids));
+    return Invalid("stop_token_ids",
+                   absl::StrCat(sp.stop_token_ids.size(), " ids exceed the limit of ",
+                                lim.max_stop_token_ids));
   }
   if (sp.logprobs < 0 || sp.logprobs > lim.max_logprobs) {
     return Invalid("logprobs",
@@ -136,11 +167,10 @@ absl::Status Frontend::CheckPromptLength(size_t num_prompt_tokens) const {
     limit = std::min(limit, options_.limits.max_prompt_tokens);
   }
   if (static_cast<int64_t>(num_prompt_tokens) <= limit) return absl::OkStatus();
-  return WithReason(
-      absl::ResourceExhaustedError(absl::StrCat(
-          "prompt: ", num_prompt_tokens, " tokens exceed the limit of ", limit,
-          " prompt tokens (the model's context is ", context, " tokens)")),
-      ErrorReason::kContextLengthExceeded);
+  return WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                        "prompt: ", num_prompt_tokens, " tokens exceed the limit of ", limit,
+                        " prompt tokens (the model's context is ", context, " tokens)")),
+                    ErrorReason::kContextLengthExceeded);
 }
 
 absl::StatusOr<std::vector<int32_t>> Frontend::Tokenize(const CompletionInput& input) const {
@@ -153,14 +183,21 @@ absl::StatusOr<std::vector<int32_t>> Frontend::Tokenize(const CompletionInput& i
 
 absl::StatusOr<std::unique_ptr<ActiveRequest>> Frontend::Start(const Principal& who,
                                                                ClientRequest r) {
+  auto admitted = Admit(who, std::move(r));
+  if (!admitted.ok()) RecordRejection(who.tenant, admitted.status());
+  return admitted;
+}
+
+absl::StatusOr<std::unique_ptr<ActiveRequest>> Frontend::Admit(const Principal& who,
+                                                               ClientRequest r) {
   if (draining()) {
     return absl::UnavailableError("server is draining: not accepting new requests");
   }
   TM_RETURN_IF_ERROR(ValidateInput(r));
   CompletionInput& in = r.input;
   in.tenant = who.tenant;
-  in.sampling.max_tokens = r.max_tokens.value_or(
-      std::min(options_.limits.default_max_tokens, engine_.max_seq_len()));
+  in.sampling.max_tokens =
+      r.max_tokens.value_or(std::min(options_.limits.default_max_tokens, engine_.max_seq_len()));
   TM_RETURN_IF_ERROR(in.sampling.Validate());
   TM_ASSIGN_OR_RETURN(EngineRequest request, PrepareRequest(bundle_, in));
   request.model = options_.model_name;
@@ -177,9 +214,9 @@ absl::StatusOr<std::unique_ptr<ActiveRequest>> Frontend::Start(const Principal& 
     std::lock_guard<std::mutex> lock(mu_);
     ++num_active_;
   }
-  return std::unique_ptr<ActiveRequest>(new ActiveRequest(*this, std::move(request),
-                                                          std::move(in), std::move(stream),
-                                                          std::move(lease),
+  if (active_gauge_ != nullptr) active_gauge_->Add(1);
+  return std::unique_ptr<ActiveRequest>(new ActiveRequest(*this, std::move(request), std::move(in),
+                                                          std::move(stream), std::move(lease),
                                                           std::move(r.protocol)));
 }
 
@@ -206,21 +243,22 @@ void Frontend::OnRequestDone(const ActiveRequest& r) {
   for (const CompletionChoice& c : r.result_.choices) {
     absl::StrAppend(&finish, finish.empty() ? "" : ",", OpenAiFinishReason(c.finish_reason));
   }
-  spdlog::info("request {} {} tenant={} prompt_tokens={} cached_tokens={} generated_tokens={} "
-               "finish={} status={} e2e_s={:.3f}",
-               r.protocol_, r.id(), r.tenant(), u.prompt_tokens, u.cached_tokens,
-               u.generated_tokens, finish.empty() ? "none" : finish,
-               absl::StatusCodeToString(status.code()), u.e2e_s);
+  spdlog::info(
+      "request {} {} tenant={} prompt_tokens={} cached_tokens={} generated_tokens={} "
+      "finish={} status={} e2e_s={:.3f}",
+      r.protocol_, r.id(), r.tenant(), u.prompt_tokens, u.cached_tokens, u.generated_tokens,
+      finish.empty() ? "none" : finish, absl::StatusCodeToString(status.code()), u.e2e_s);
   if (options_.log_prompts) {
     const CompletionInput& in = r.input_;
-    std::string prompt = in.prompt.has_value() ? *in.prompt
-                         : in.messages.has_value()
-                             ? in.messages->dump(-1, ' ', false,
-                                                 nlohmann::ordered_json::error_handler_t::replace)
-                             : absl::StrCat(r.request_.prompt_ids.size(), " token id",
-                                            Plural(static_cast<int>(r.request_.prompt_ids.size())));
+    std::string prompt =
+        in.prompt.has_value() ? *in.prompt
+        : in.messages.has_value()
+            ? in.messages->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)
+            : absl::StrCat(r.request_.prompt_ids.size(), " token id",
+                           Plural(static_cast<int>(r.request_.prompt_ids.size())));
     spdlog::info("request {} prompt: {}", r.id(), prompt);
   }
+  if (active_gauge_ != nullptr) active_gauge_->Add(-1);
   {
     std::lock_guard<std::mutex> lock(mu_);
     --num_active_;
@@ -269,9 +307,8 @@ absl::Status ActiveRequest::TerminalStatus() const {
   }
   for (const CompletionChoice& c : result_.choices) {
     if (c.finish_reason == FinishReason::kDeadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("deadline exceeded after ", result_.usage.generated_tokens,
-                       " generated tokens"));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "deadline exceeded after ", result_.usage.generated_tokens, " generated tokens"));
     }
   }
   for (const CompletionChoice& c : result_.choices) {

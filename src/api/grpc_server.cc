@@ -37,7 +37,7 @@ std::string HostPort(const std::string& host, int port) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(Frontend& frontend,
-                                                             const GrpcServerOptions& options) {
+                                                              const GrpcServerOptions& options) {
   std::unique_ptr<GrpcServer> s(new GrpcServer());
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!options.cert_file.empty() || !options.key_file.empty()) {

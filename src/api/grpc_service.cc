@@ -78,7 +78,12 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
 
   absl::Status Serve() {
     TM_ASSIGN_OR_RETURN(Principal who, frontend_.Authenticate(AuthorizationOf(*ctx_)));
-    TM_ASSIGN_OR_RETURN(ClientRequest client, ClientRequestFromProto(*request_));
+    absl::StatusOr<ClientRequest> converted = ClientRequestFromProto(*request_);
+    if (!converted.ok()) {
+      frontend_.RecordRejection(who.tenant, converted.status());
+      return converted.status();
+    }
+    ClientRequest client = *std::move(converted);
     if (const std::optional<double> left = SecondsLeft(*ctx_); left.has_value()) {
       if (*left <= 0) return absl::DeadlineExceededError("deadline passed before admission");
       client.input.deadline_s = frontend_.clock().NowSeconds() + *left;
@@ -239,19 +244,19 @@ grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerConte
   if (absl::Status s = frontend_.CheckModel(request->model()); !s.ok()) return Reply(ctx, s);
   const Tokenizer* tok = frontend_.bundle().tokenizer.get();
   if (tok == nullptr) {
-    return Reply(ctx, absl::FailedPreconditionError(absl::StrCat(
-                          "model: '", frontend_.model_name(), "' has no tokenizer")));
+    return Reply(ctx, absl::FailedPreconditionError(
+                          absl::StrCat("model: '", frontend_.model_name(), "' has no tokenizer")));
   }
   const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= tok->vocab_size()) {
-      return Reply(ctx, absl::InvalidArgumentError(absl::StrCat(
-                            "token_ids[", i, "]: ", ids[i], " is outside [0, ",
-                            tok->vocab_size(), ")")));
+      return Reply(
+          ctx, absl::InvalidArgumentError(absl::StrCat(
+                   "token_ids[", i, "]: ", ids[i], " is outside [0, ", tok->vocab_size(), ")")));
     }
   }
-  auto text = tok->Decode(ids, !request->has_skip_special_tokens() ||
-                                   request->skip_special_tokens());
+  auto text =
+      tok->Decode(ids, !request->has_skip_special_tokens() || request->skip_special_tokens());
   if (!text.ok()) return Reply(ctx, text.status());
   response->set_text(SanitizeUtf8(*text));
   return Reply(ctx, absl::OkStatus());

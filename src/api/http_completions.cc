@@ -52,11 +52,14 @@ void HttpServer::Handlers::Completions(const httplib::Request& req, httplib::Res
   if (!who) return;
   const Json body = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) {
-    WriteError(res, absl::InvalidArgumentError("body: not valid JSON"));
+    const absl::Status s = absl::InvalidArgumentError("body: not valid JSON");
+    frontend_.RecordRejection(who->tenant, s);
+    WriteError(res, s);
     return;
   }
   auto parsed = chat ? ParseChatRequest(body) : ParseCompletionRequest(body);
   if (!parsed.ok()) {
+    frontend_.RecordRejection(who->tenant, parsed.status());
     WriteError(res, parsed.status());
     return;
   }

@@ -17,14 +17,18 @@ constexpr char kJsonType[] = "application/json";
 
 absl::Status StatusOfHttpCode(int code) {
   switch (code) {
-    case 404: return absl::NotFoundError("no such endpoint");
-    case 405: return absl::InvalidArgumentError("method not allowed on this endpoint");
+    case 404:
+      return absl::NotFoundError("no such endpoint");
+    case 405:
+      return absl::InvalidArgumentError("method not allowed on this endpoint");
     case 413:
-      return WithReason(absl::ResourceExhaustedError(
-                            "body: the request is larger than limits.max_request_bytes"),
-                        ErrorReason::kPayloadTooLarge);
-    case 400: return absl::InvalidArgumentError("malformed HTTP request");
-    default: return absl::UnknownError(absl::StrCat("HTTP ", code));
+      return WithReason(
+          absl::ResourceExhaustedError("body: the request is larger than limits.max_request_bytes"),
+          ErrorReason::kPayloadTooLarge);
+    case 400:
+      return absl::InvalidArgumentError("malformed HTTP request");
+    default:
+      return absl::UnknownError(absl::StrCat("HTTP ", code));
   }
 }
 
@@ -146,30 +150,30 @@ void HttpServer::Handlers::Register(httplib::Server& svr) {
   svr.Post("/v1/chat/completions",
            [this](const httplib::Request& q, httplib::Response& r) { Completions(q, r, true); });
   // httplib's own errors (404, 413, ...) get OpenAI bodies too; ours already have one.
-  svr.set_error_handler(httplib::Server::HandlerWithResponse(
-      [](const httplib::Request&, httplib::Response& res) {
+  svr.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
         if (res.body.empty() && !res.content_provider_) {
           WriteError(res, StatusOfHttpCode(res.status));
         }
         return httplib::Server::HandlerResponse::Handled;
       }));
-  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                               std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    spdlog::error("http: handler threw: {}", what);
-    WriteError(res, absl::InternalError("internal error"));
-  });
+  svr.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        spdlog::error("http: handler threw: {}", what);
+        WriteError(res, absl::InternalError("internal error"));
+      });
 }
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Frontend& frontend,
-                                                             metrics::MetricRegistry* registry,
-                                                             const HttpServerOptions& options) {
+                                                              metrics::MetricRegistry* registry,
+                                                              const HttpServerOptions& options) {
   std::unique_ptr<HttpServer> s(new HttpServer());
   const bool tls = !options.cert_file.empty() || !options.key_file.empty();
   if (tls) {
@@ -179,8 +183,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Frontend& frontend
     for (const std::string& f : {options.cert_file, options.key_file}) {
       if (!Readable(f)) return absl::NotFoundError(absl::StrCat("tls: cannot read ", f));
     }
-    auto ssl = std::make_unique<httplib::SSLServer>(options.cert_file.c_str(),
-                                                    options.key_file.c_str());
+    auto ssl =
+        std::make_unique<httplib::SSLServer>(options.cert_file.c_str(), options.key_file.c_str());
     if (!ssl->is_valid()) {
       return absl::InvalidArgumentError(absl::StrCat("tls: ", options.cert_file, " / ",
                                                      options.key_file,

@@ -136,7 +136,8 @@ absl::Status ReadSampling(FieldReader& f, OpenAiRequest& r) {
       in.stop = {stop->get<std::string>()};
     } else if (stop->is_array()) {
       for (size_t i = 0; i < stop->size(); ++i) {
-        if (!(*stop)[i].is_string()) return Invalid(absl::StrCat("stop[", i, "]"), "must be a string");
+        if (!(*stop)[i].is_string())
+          return Invalid(absl::StrCat("stop[", i, "]"), "must be a string");
         in.stop.push_back((*stop)[i].get<std::string>());
       }
     } else {
@@ -148,8 +149,10 @@ absl::Status ReadSampling(FieldReader& f, OpenAiRequest& r) {
   if (const Json* so = f.Get("stream_options")) {
     if (!so->is_object()) return Invalid("stream_options", "must be an object");
     for (auto it = so->begin(); it != so->end(); ++it) {
-      if (it.key() != "include_usage") return Invalid("stream_options." + it.key(), "unknown field");
-      if (!it->is_boolean()) return Invalid("stream_options.include_usage", "must be true or false");
+      if (it.key() != "include_usage")
+        return Invalid("stream_options." + it.key(), "unknown field");
+      if (!it->is_boolean())
+        return Invalid("stream_options.include_usage", "must be true or false");
       r.include_usage = it->get<bool>();
     }
   }
@@ -205,7 +208,8 @@ absl::StatusOr<Json> ReadMessages(const Json* messages) {
         return Invalid(absl::StrCat(at, ".", it.key()), "not supported");
       }
     }
-    if (!m.contains("role") || !m["role"].is_string()) return Invalid(at + ".role", "must be a string");
+    if (!m.contains("role") || !m["role"].is_string())
+      return Invalid(at + ".role", "must be a string");
     msg["role"] = m["role"];
     const Json content = m.contains("content") ? m["content"] : Json();
     if (content.is_null()) {
@@ -278,9 +282,12 @@ Json ChatLogprobs(const ResponseContext& ctx, const OpenAiRequest& req,
     Json top = Json::array();
     for (int k = 0; k < std::min<int>(req.top_logprobs, t.top_logprobs.size()); ++k) {
       const std::string ts = TokenText(ctx.tokenizer, t.top_logprobs[k].token_id);
-      top.push_back({{"token", ts}, {"logprob", t.top_logprobs[k].logprob}, {"bytes", BytesOf(ts)}});
+      top.push_back(
+          {{"token", ts}, {"logprob", t.top_logprobs[k].logprob}, {"bytes", BytesOf(ts)}});
     }
-    content.push_back({{"token", s}, {"logprob", t.logprob}, {"bytes", BytesOf(s)},
+    content.push_back({{"token", s},
+                       {"logprob", t.logprob},
+                       {"bytes", BytesOf(s)},
                        {"top_logprobs", std::move(top)}});
   }
   return {{"content", std::move(content)}};
@@ -399,8 +406,8 @@ Json CompletionResponseJson(const ResponseContext& ctx, const OpenAiRequest& req
   return j;
 }
 
-Json StreamChunkJson(const ResponseContext& ctx, const OpenAiRequest& req,
-                     const CompletionDelta& d, bool first_of_choice) {
+Json StreamChunkJson(const ResponseContext& ctx, const OpenAiRequest& req, const CompletionDelta& d,
+                     bool first_of_choice) {
   Json j = Envelope(ctx, req.chat ? "chat.completion.chunk" : "text_completion");
   Json choice = {{"index", d.index}};
   if (req.chat) {

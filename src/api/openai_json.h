@@ -42,13 +42,13 @@ struct ResponseContext {
 nlohmann::ordered_json UsageJson(const RequestUsage& usage);
 // A non-streamed response ("text_completion" / "chat.completion").
 nlohmann::ordered_json CompletionResponseJson(const ResponseContext& ctx, const OpenAiRequest& req,
-                                      const CompletionResult& result);
+                                              const CompletionResult& result);
 // One SSE chunk for a delta (chat: the first chunk of each choice also carries the role).
 nlohmann::ordered_json StreamChunkJson(const ResponseContext& ctx, const OpenAiRequest& req,
-                               const CompletionDelta& delta, bool first_of_choice);
+                                       const CompletionDelta& delta, bool first_of_choice);
 // The last chunk when stream_options.include_usage: no choices, the usage.
 nlohmann::ordered_json UsageChunkJson(const ResponseContext& ctx, const OpenAiRequest& req,
-                              const RequestUsage& usage);
+                                      const RequestUsage& usage);
 // GET /v1/models (and one entry of it).
 nlohmann::ordered_json ModelJson(const std::string& name, int64_t created, int max_model_len);
 

@@ -30,8 +30,8 @@ absl::StatusOr<nlohmann::ordered_json> MessagesFromProto(const v1::ChatMessages&
   return out;
 }
 
-absl::StatusOr<std::vector<int32_t>> IdsFromProto(absl::string_view field,
-                                                  const google::protobuf::RepeatedField<int32_t>& ids) {
+absl::StatusOr<std::vector<int32_t>> IdsFromProto(
+    absl::string_view field, const google::protobuf::RepeatedField<int32_t>& ids) {
   for (int i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0) return Invalid(absl::StrCat(field, "[", i, "]"), "must be >= 0");
   }
@@ -62,8 +62,8 @@ absl::StatusOr<ClientRequest> ClientRequestFromProto(const v1::GenerateRequest& 
     }
     case v1::GenerateRequest::kChat: {
       TM_ASSIGN_OR_RETURN(in.messages, MessagesFromProto(r.chat()));
-      in.add_generation_prompt = !r.chat().has_add_generation_prompt() ||
-                                 r.chat().add_generation_prompt();
+      in.add_generation_prompt =
+          !r.chat().has_add_generation_prompt() || r.chat().add_generation_prompt();
       break;
     }
     case v1::GenerateRequest::INPUT_NOT_SET:
@@ -106,8 +106,8 @@ absl::StatusOr<CompletionInput> TokenizeInputFromProto(const v1::TokenizeRequest
       break;
     case v1::TokenizeRequest::kChat: {
       TM_ASSIGN_OR_RETURN(in.messages, MessagesFromProto(r.chat()));
-      in.add_generation_prompt = !r.chat().has_add_generation_prompt() ||
-                                 r.chat().add_generation_prompt();
+      in.add_generation_prompt =
+          !r.chat().has_add_generation_prompt() || r.chat().add_generation_prompt();
       break;
     }
     case v1::TokenizeRequest::INPUT_NOT_SET:
@@ -119,13 +119,20 @@ absl::StatusOr<CompletionInput> TokenizeInputFromProto(const v1::TokenizeRequest
 
 v1::FinishReason FinishReasonToProto(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kNone: return v1::FINISH_REASON_UNSPECIFIED;
-    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kContextLength: return v1::FINISH_REASON_CONTEXT_LENGTH;
-    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
-    case FinishReason::kDeadline: return v1::FINISH_REASON_DEADLINE;
-    case FinishReason::kError: return v1::FINISH_REASON_ERROR;
+    case FinishReason::kNone:
+      return v1::FINISH_REASON_UNSPECIFIED;
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kContextLength:
+      return v1::FINISH_REASON_CONTEXT_LENGTH;
+    case FinishReason::kCancelled:
+      return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kDeadline:
+      return v1::FINISH_REASON_DEADLINE;
+    case FinishReason::kError:
+      return v1::FINISH_REASON_ERROR;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }

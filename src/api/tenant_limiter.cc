@@ -33,8 +33,8 @@ TenantLimiter::Lease& TenantLimiter::Lease::operator=(Lease&& other) noexcept {
 
 void TenantLimiter::Lease::Release() {
   if (limiter_ == nullptr) return;
-  const int64_t refund = used_tokens_ >= 0 ? std::max<int64_t>(0, reserved_tokens_ - used_tokens_)
-                                           : 0;
+  const int64_t refund =
+      used_tokens_ >= 0 ? std::max<int64_t>(0, reserved_tokens_ - used_tokens_) : 0;
   std::exchange(limiter_, nullptr)->Return(tenant_, refund);
 }
 
@@ -66,23 +66,22 @@ void TenantLimiter::Refill(State& s, double now_s) const {
 }
 
 absl::StatusOr<TenantLimiter::Lease> TenantLimiter::Acquire(const std::string& tenant,
-                                                           int64_t tokens) {
+                                                            int64_t tokens) {
   absl::MutexLock lock(&mu_);
   State& s = StateFor(tenant);
   const TenantLimits& l = s.limits;
   Refill(s, clock_.NowSeconds());
   if (l.max_concurrent_requests > 0 && s.num_in_flight >= l.max_concurrent_requests) {
-    return WithReason(absl::ResourceExhaustedError(absl::StrCat(
-                          "tenant '", tenant, "': ", s.num_in_flight,
-                          " requests in flight, the limit (max_concurrent_requests)")),
+    return WithReason(absl::ResourceExhaustedError(
+                          absl::StrCat("tenant '", tenant, "': ", s.num_in_flight,
+                                       " requests in flight, the limit (max_concurrent_requests)")),
                       ErrorReason::kRateLimited);
   }
   if (l.requests_per_second > 0 && s.request_tokens < 1.0) {
     return WithReason(
         absl::ResourceExhaustedError(absl::StrFormat(
-            "tenant '%s': rate limit of %g requests/s (burst %g) exceeded; retry in %.3f s",
-            tenant, l.requests_per_second, BurstOf(l),
-            (1.0 - s.request_tokens) / l.requests_per_second)),
+            "tenant '%s': rate limit of %g requests/s (burst %g) exceeded; retry in %.3f s", tenant,
+            l.requests_per_second, BurstOf(l), (1.0 - s.request_tokens) / l.requests_per_second)),
         ErrorReason::kRateLimited);
   }
   if (l.tokens_per_minute > 0) {

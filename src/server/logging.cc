@@ -10,8 +10,7 @@
 namespace tokenmill {
 
 void JsonLogFormatter::format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) {
-  const double unix_s =
-      std::chrono::duration<double>(msg.time.time_since_epoch()).count();
+  const double unix_s = std::chrono::duration<double>(msg.time.time_since_epoch()).count();
   nlohmann::ordered_json j;
   j["time"] = metrics::FormatRfc3339(unix_s);
   const auto level = spdlog::level::to_string_view(msg.level);

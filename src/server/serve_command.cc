@@ -42,7 +42,8 @@ struct Daemon {
 
 void AddOverlayFlags(CLI::App* cmd, ServeFlags* f) {
   v1::ServerConfig* o = &f->overlay;
-  cmd->add_option("--config", f->config_file, "YAML config file (configs/server.yaml documents it)");
+  cmd->add_option("--config", f->config_file,
+                  "YAML config file (configs/server.yaml documents it)");
   cmd->add_option_function<std::string>(
       "--model,-m", [o](const std::string& v) { o->mutable_model()->set_path(v); },
       "Model: GGUF file, HF directory, or demo[:preset]");
@@ -68,8 +69,9 @@ void AddOverlayFlags(CLI::App* cmd, ServeFlags* f) {
       "--drain-timeout", [o](const double& v) { o->mutable_server()->set_drain_timeout_s(v); },
       "Seconds in-flight requests get to finish after SIGTERM (default 30)");
   cmd->add_option_function<std::string>(
-      "--log-format", [o](const std::string& v) { o->mutable_server()->set_log_format(v); },
-      "text or json")->check(CLI::IsMember({"text", "json"}));
+         "--log-format", [o](const std::string& v) { o->mutable_server()->set_log_format(v); },
+         "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
   cmd->add_option_function<std::string>(
       "--log-level", [o](const std::string& v) { o->mutable_server()->set_log_level(v); },
       "trace, debug, info, warn, error");
@@ -80,8 +82,8 @@ void AddOverlayFlags(CLI::App* cmd, ServeFlags* f) {
       "--ledger-dir", [o](const std::string& v) { o->mutable_metrics()->set_ledger_dir(v); },
       "Append one JSON line per finished request under this directory");
   cmd->add_option_function<std::string>(
-      "--energy-meter", [o](const std::string& v) { o->mutable_metrics()->set_energy_meter(v); },
-      "auto, nvml, rapl, static or none")
+         "--energy-meter", [o](const std::string& v) { o->mutable_metrics()->set_energy_meter(v); },
+         "auto, nvml, rapl, static or none")
       ->check(CLI::IsMember({"auto", "nvml", "rapl", "static", "none"}));
   cmd->add_option_function<double>(
       "--static-watts", [o](const double& v) { o->mutable_metrics()->set_static_watts(v); },
@@ -149,8 +151,8 @@ absl::Status StartMeters(const ServeOptions& o, Daemon& d, const std::string& mo
   so.max_model_len = o.engine.max_model_len > 0 ? o.engine.max_model_len
                                                 : d.bundle.model->config.max_position_embeddings;
   so.max_num_batched_tokens = o.engine.max_batched_tokens;
-  d.serving_metrics = std::make_unique<metrics::ServingMetrics>(d.registry, SystemClock::Get(),
-                                                                so, d.meter.get());
+  d.serving_metrics =
+      std::make_unique<metrics::ServingMetrics>(d.registry, SystemClock::Get(), so, d.meter.get());
   if (!o.ledger_dir.empty()) {
     auto ledger = metrics::LedgerWriter::Open(o.ledger_dir, SystemClock::Get());
     if (!ledger.ok()) return ledger.status();
@@ -192,7 +194,8 @@ absl::Status StartServing(const ServeOptions& o, Daemon& d) {
     d.limiter = std::make_unique<TenantLimiter>(o.tenant_limits, SystemClock::Get());
   }
   FrontendOptions fo{name, o.limits, o.log_prompts};
-  d.frontend = std::make_unique<Frontend>(*d.engine, d.bundle, d.auth, d.limiter.get(), fo);
+  d.frontend =
+      std::make_unique<Frontend>(*d.engine, d.bundle, d.auth, d.limiter.get(), fo, &d.registry);
   const bool tls = !o.tls_cert_file.empty();
   if (o.enable_grpc) {
     GrpcServerOptions go{o.host, o.grpc_port, o.grpc_reflection, "", ""};
@@ -227,9 +230,10 @@ void AnnounceListening(const ServeOptions& o, const Daemon& d) {
                o.tls_cert_file.empty() ? "off" : "on");
   if (d.http) {
     const std::string scheme = d.http->is_tls() ? "https" : "http";
-    spdlog::info("try: curl {}://{}/v1/completions -H 'Content-Type: application/json' "
-                 "-d '{{\"model\": \"{}\", \"prompt\": \"Once upon a time\", \"max_tokens\": 32}}'",
-                 scheme, http, d.frontend->model_name());
+    spdlog::info(
+        "try: curl {}://{}/v1/completions -H 'Content-Type: application/json' "
+        "-d '{{\"model\": \"{}\", \"prompt\": \"Once upon a time\", \"max_tokens\": 32}}'",
+        scheme, http, d.frontend->model_name());
   }
 }
 

@@ -29,7 +29,8 @@ absl::Status CheckOneOf(absl::string_view path, const std::string& v,
     if (v == a) return absl::OkStatus();
     absl::StrAppend(&list, list.empty() ? "" : ", ", a);
   }
-  return absl::InvalidArgumentError(absl::StrCat(path, ": must be one of ", list, ", got '", v, "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ": must be one of ", list, ", got '", v, "'"));
 }
 
 absl::Status ResolveServer(const v1::ServerSection& s, ServeOptions& o) {
@@ -44,7 +45,8 @@ absl::Status ResolveServer(const v1::ServerSection& s, ServeOptions& o) {
   if (s.has_log_format()) o.log_format = s.log_format();
   if (s.has_log_level()) o.log_level = s.log_level();
   if (s.has_log_prompts()) o.log_prompts = s.log_prompts();
-  if (s.has_http_keep_alive_timeout_s()) o.http_keep_alive_timeout_s = s.http_keep_alive_timeout_s();
+  if (s.has_http_keep_alive_timeout_s())
+    o.http_keep_alive_timeout_s = s.http_keep_alive_timeout_s();
   if (o.host.empty()) return absl::InvalidArgumentError("server.host: must not be empty");
   TM_RETURN_IF_ERROR(CheckPort("server.grpc_port", o.grpc_port));
   TM_RETURN_IF_ERROR(CheckPort("server.http_port", o.http_port));
@@ -98,7 +100,8 @@ absl::Status ResolveLimits(const v1::LimitsSection& l, RequestLimits& r) {
   if (l.has_max_stop_token_ids()) r.max_stop_token_ids = l.max_stop_token_ids();
   if (l.has_max_logprobs()) r.max_logprobs = l.max_logprobs();
   if (l.has_max_messages()) r.max_messages = l.max_messages();
-  TM_RETURN_IF_ERROR(CheckMin("limits.max_request_bytes", static_cast<double>(r.max_request_bytes), 1024));
+  TM_RETURN_IF_ERROR(
+      CheckMin("limits.max_request_bytes", static_cast<double>(r.max_request_bytes), 1024));
   TM_RETURN_IF_ERROR(CheckMin("limits.max_prompt_tokens", r.max_prompt_tokens, 0));
   TM_RETURN_IF_ERROR(CheckMin("limits.max_tokens", r.max_tokens, 0));
   TM_RETURN_IF_ERROR(CheckMin("limits.default_max_tokens", r.default_max_tokens, 1));
@@ -123,8 +126,8 @@ absl::Status ResolveAuth(const v1::ServerConfig& c, ServeOptions& o) {
     o.api_keys.push_back(ApiKeyEntry{k.sha256(), k.tenant(), k.admin()});
   }
   // Validates the keys (with their paths) even when auth is off, so a typo is found early.
-  TM_RETURN_IF_ERROR(Authenticator::Create(!o.api_keys.empty() || o.auth_enabled, o.api_keys)
-                         .status());
+  TM_RETURN_IF_ERROR(
+      Authenticator::Create(!o.api_keys.empty() || o.auth_enabled, o.api_keys).status());
   for (const auto& [name, t] : c.tenants()) {
     const std::string at = absl::StrCat("tenants.", name);
     TenantLimits l;
@@ -135,7 +138,8 @@ absl::Status ResolveAuth(const v1::ServerConfig& c, ServeOptions& o) {
     TM_RETURN_IF_ERROR(CheckMin(at + ".requests_per_second", l.requests_per_second, 0));
     TM_RETURN_IF_ERROR(CheckMin(at + ".burst", l.burst, 0));
     TM_RETURN_IF_ERROR(CheckMin(at + ".max_concurrent_requests", l.max_concurrent_requests, 0));
-    TM_RETURN_IF_ERROR(CheckMin(at + ".tokens_per_minute", static_cast<double>(l.tokens_per_minute), 0));
+    TM_RETURN_IF_ERROR(
+        CheckMin(at + ".tokens_per_minute", static_cast<double>(l.tokens_per_minute), 0));
     o.tenant_limits[name] = l;
   }
   return absl::OkStatus();
@@ -157,11 +161,12 @@ absl::Status ResolveMetrics(const v1::ServerConfig& c, ServeOptions& o) {
   const v1::CostSection& k = c.cost();
   metrics::CostConfig& cost = o.cost;
   if (k.has_currency()) cost.currency = k.currency();
-  if (k.has_price_per_device_hour()) cost.defaults.price_per_device_hour = k.price_per_device_hour();
+  if (k.has_price_per_device_hour())
+    cost.defaults.price_per_device_hour = k.price_per_device_hour();
   if (k.has_price_per_kwh()) cost.defaults.price_per_kwh = k.price_per_kwh();
   if (k.has_pue()) cost.defaults.pue = k.pue();
   // A tensor-parallel GPU engine occupies all its GPUs every step; a CPU engine is one node.
-  cost.defaults.num_devices = k.has_num_devices() ? k.num_devices()
+  cost.defaults.num_devices = k.has_num_devices()          ? k.num_devices()
                               : o.engine.backend == "cuda" ? o.engine.tensor_parallel
                                                            : 1;
   for (const auto& [model, p] : k.per_model()) {

@@ -26,7 +26,7 @@ struct ServeOptions {
   // model
   std::string model_path;  // required
   std::string tokenizer_path;
-  std::string served_name;  // "" : the bundle's name
+  std::string served_name;         // "" : the bundle's name
   std::string chat_template_path;  // "" : the model's own template
   // server
   std::string host = "127.0.0.1";

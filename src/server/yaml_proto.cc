@@ -138,13 +138,18 @@ class Mapper {
 
   static const char* TypeName(const pb::FieldDescriptor* f) {
     switch (f->cpp_type()) {
-      case pb::FieldDescriptor::CPPTYPE_STRING: return "a string";
-      case pb::FieldDescriptor::CPPTYPE_BOOL: return "true or false";
+      case pb::FieldDescriptor::CPPTYPE_STRING:
+        return "a string";
+      case pb::FieldDescriptor::CPPTYPE_BOOL:
+        return "true or false";
       case pb::FieldDescriptor::CPPTYPE_INT32:
-      case pb::FieldDescriptor::CPPTYPE_INT64: return "an integer";
+      case pb::FieldDescriptor::CPPTYPE_INT64:
+        return "an integer";
       case pb::FieldDescriptor::CPPTYPE_DOUBLE:
-      case pb::FieldDescriptor::CPPTYPE_FLOAT: return "a number";
-      default: return "a value";
+      case pb::FieldDescriptor::CPPTYPE_FLOAT:
+        return "a number";
+      default:
+        return "a value";
     }
   }
 
@@ -159,8 +164,8 @@ absl::Status ParseYamlOntoMessage(const std::string& yaml_text, const std::strin
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
   }
   try {
     return Mapper(source).Message(root, "", message);

@@ -13,9 +13,9 @@ TEST(Sha256HexTest, KnownVectors) {
 }
 
 Authenticator Make() {
-  auto a = Authenticator::Create(
-      true, {{Sha256Hex("key-a"), "acme", false},
-             {"ABCDEF" + Sha256Hex("key-admin").substr(6), "ops", true}});
+  auto a =
+      Authenticator::Create(true, {{Sha256Hex("key-a"), "acme", false},
+                                   {"ABCDEF" + Sha256Hex("key-admin").substr(6), "ops", true}});
   EXPECT_TRUE(a.ok()) << a.status();
   return *a;
 }
@@ -32,8 +32,9 @@ TEST(AuthenticatorTest, MapsBearerKeysToTenants) {
 }
 
 TEST(AuthenticatorTest, UppercaseHashesInTheConfigWork) {
-  const Authenticator a = Authenticator::Create(
-      true, {{absl::AsciiStrToUpper(Sha256Hex("key-admin")), "ops", true}}).value();
+  const Authenticator a =
+      Authenticator::Create(true, {{absl::AsciiStrToUpper(Sha256Hex("key-admin")), "ops", true}})
+          .value();
   auto p = a.Authenticate("Bearer key-admin");
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_TRUE(p->is_admin);
@@ -41,8 +42,8 @@ TEST(AuthenticatorTest, UppercaseHashesInTheConfigWork) {
 
 TEST(AuthenticatorTest, RefusesMissingMalformedAndUnknownKeys) {
   const Authenticator a = Make();
-  for (const char* header : {"", "key-a", "Basic a2V5LWE=", "Bearer", "Bearer ", "Bearer key-b",
-                             "Bearer key-a2"}) {
+  for (const char* header :
+       {"", "key-a", "Basic a2V5LWE=", "Bearer", "Bearer ", "Bearer key-b", "Bearer key-a2"}) {
     auto p = a.Authenticate(header);
     ASSERT_FALSE(p.ok()) << header;
     EXPECT_EQ(p.status().code(), absl::StatusCode::kUnauthenticated) << header;

@@ -74,7 +74,9 @@ TEST(ConnectionWatcherTest, UnwatchedSocketsAreForgotten) {
   ConnectionWatcher watcher(0.005);
   TcpPair p;
   std::atomic<bool> gone{false};
-  { ScopedWatch watch(watcher, p.server, [&] { gone = true; }); }
+  {
+    ScopedWatch watch(watcher, p.server, [&] { gone = true; });
+  }
   close(p.client);
   p.client = -1;
   std::this_thread::sleep_for(std::chrono::milliseconds(60));

@@ -17,8 +17,8 @@ TEST(ErrorParamTest, NamesTheFieldAMessageStartsWith) {
 }
 
 TEST(ErrorReasonTest, TravelsWithTheStatusWithoutChangingIt) {
-  const absl::Status s =
-      WithReason(absl::ResourceExhaustedError("prompt: too long"), ErrorReason::kContextLengthExceeded);
+  const absl::Status s = WithReason(absl::ResourceExhaustedError("prompt: too long"),
+                                    ErrorReason::kContextLengthExceeded);
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(s.message(), "prompt: too long");
   EXPECT_EQ(ReasonOf(s), ErrorReason::kContextLengthExceeded);
@@ -32,8 +32,8 @@ TEST(ToGrpcStatusTest, KeepsCodeAndMessage) {
   EXPECT_EQ(g.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(g.error_message(), "GetStats: needs an admin key");
   for (int c = 1; c <= 16; ++c) {
-    EXPECT_EQ(static_cast<int>(ToGrpcStatus(absl::Status(static_cast<absl::StatusCode>(c), "m"))
-                                   .error_code()),
+    EXPECT_EQ(static_cast<int>(
+                  ToGrpcStatus(absl::Status(static_cast<absl::StatusCode>(c), "m")).error_code()),
               c);
   }
 }
@@ -51,7 +51,8 @@ TEST(ToHttpErrorTest, MapsCodesAndReasonsToOpenAiStatuses) {
       {absl::PermissionDeniedError("admin"), 403, "permission_error", ""},
       {WithReason(absl::NotFoundError("model: x"), ErrorReason::kModelNotFound), 404,
        "not_found_error", "model_not_found"},
-      {WithReason(absl::ResourceExhaustedError("prompt: long"), ErrorReason::kContextLengthExceeded),
+      {WithReason(absl::ResourceExhaustedError("prompt: long"),
+                  ErrorReason::kContextLengthExceeded),
        400, "invalid_request_error", "context_length_exceeded"},
       {WithReason(absl::ResourceExhaustedError("body"), ErrorReason::kPayloadTooLarge), 413,
        "invalid_request_error", "payload_too_large"},

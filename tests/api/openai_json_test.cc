@@ -129,10 +129,12 @@ TEST(ParseChatRequestTest, ErrorsNameTheField) {
        "messages[0].tool_calls: not supported"},
       {R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})",
        "top_logprobs: needs logprobs: true"},
-      {R"({"messages": [{"role": "user", "content": "x"}], "tools": [{}]})", "tools: not supported"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "tools": [{}]})",
+       "tools: not supported"},
       {R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})",
        "response_format: only"},
-      {R"({"messages": [{"role": "user", "content": "x"}], "prompt": "y"})", "prompt: unknown field"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "prompt": "y"})",
+       "prompt: unknown field"},
   };
   for (const auto& [body, prefix] : cases) {
     const absl::Status s = ErrorOf(Json::parse(body), /*chat=*/true);

@@ -61,7 +61,7 @@ TEST(TenantLimiterTest, TokenQuotaReservesAndRefundsTheUnusedPart) {
   auto next = limiter.Acquire("acme", 500);
   EXPECT_TRUE(next.ok()) << next.status();
   EXPECT_FALSE(limiter.Acquire("acme", 10).ok());  // 0 left
-  clock.Advance(1.0);                               // refills 10 per second
+  clock.Advance(1.0);                              // refills 10 per second
   EXPECT_TRUE(limiter.Acquire("acme", 10).ok());
 }
 

@@ -20,7 +20,10 @@ TEST(Utf8Test, ValidatesStrictly) {
 
 TEST(Utf8Test, SanitizeReplacesInvalidSequencesOnly) {
   EXPECT_EQ(SanitizeUtf8("ok \xE4\xBD\xA0"), "ok \xE4\xBD\xA0");
-  EXPECT_EQ(SanitizeUtf8("a\xFF" "b"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(SanitizeUtf8("a\xFF"
+                         "b"),
+            "a\xEF\xBF\xBD"
+            "b");
   EXPECT_EQ(SanitizeUtf8("a\xE4\xBD"), "a\xEF\xBF\xBD");
   EXPECT_TRUE(IsValidUtf8(SanitizeUtf8("\xC0\xAF\xED\xA0\x80\x80\x80z")));
 }

@@ -71,8 +71,9 @@ TEST(DrainE2eTest, SigtermFinishesEveryInFlightRequestRefusesNewOnesAndExitsZero
       httplib::Request req;
       req.method = "POST";
       req.path = "/v1/completions";
-      req.body = Json{{"prompt", "drain"}, {"max_tokens", kTokens}, {"ignore_eos", true},
-                      {"stream", true}}.dump();
+      req.body =
+          Json{{"prompt", "drain"}, {"max_tokens", kTokens}, {"ignore_eos", true}, {"stream", true}}
+              .dump();
       req.set_header("Content-Type", "application/json");
       bool first = true;
       req.content_receiver = [&, i](const char* data, size_t n, uint64_t, uint64_t) {
@@ -96,13 +97,12 @@ TEST(DrainE2eTest, SigtermFinishesEveryInFlightRequestRefusesNewOnesAndExitsZero
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 503);
   EXPECT_EQ(http->Get("/health")->status, 200);  // alive
-  auto refused = http->Post("/v1/completions", R"({"prompt": "late", "max_tokens": 2})",
-                            "application/json");
+  auto refused =
+      http->Post("/v1/completions", R"({"prompt": "late", "max_tokens": 2})", "application/json");
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->status, 503);
   auto stub = MakeStub(server->grpc_address());
-  EXPECT_EQ(RunGenerate(*stub, LongRequest(2)).status.error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(RunGenerate(*stub, LongRequest(2)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
   http.reset();
 
   for (std::thread& t : threads) t.join();
@@ -170,7 +170,8 @@ TEST(ServeCliTest, StartupFailuresExitNonZeroNamingTheCause) {
   using ::tokenmill::testing::RunCommand;
   const std::string bin = ::tokenmill::testing::TokenmillBinary();
   TempDir dir;
-  const std::string bad = dir.WriteFile("bad.yaml", "model:\n  path: demo\nengine:\n  max_num_seqz: 4\n");
+  const std::string bad =
+      dir.WriteFile("bad.yaml", "model:\n  path: demo\nengine:\n  max_num_seqz: 4\n");
   auto r = RunCommand({bin, "serve", "--config", bad}, "", 30);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("engine.max_num_seqz: unknown field (" + bad + ":4)"), std::string::npos)

@@ -1,10 +1,9 @@
 #include "e2e/e2e_util.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -79,8 +78,9 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(const std::vector<std::strin
       },
       timeout_s);
   if (!up || s->http_port_ == 0) {
-    ADD_FAILURE() << "tokenmill serve did not start (" << (up ? "exited" : "timeout")
-                  << "); log:\n" << s->Log();
+    ADD_FAILURE() << argv[0] << " serve did not start (" << (up ? "exited" : "timeout")
+                  << "; ctest sets TOKENMILL_BINARY to the built binary); log:\n"
+                  << s->Log();
     return nullptr;
   }
   return s;
@@ -131,8 +131,7 @@ std::unique_ptr<httplib::Client> MakeHttpClient(const ServerProcess& server) {
 }
 
 bool PollUntil(const std::function<bool()>& pred, double timeout_s) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   for (;;) {
     if (pred()) return true;
     if (std::chrono::steady_clock::now() > deadline) return pred();
@@ -178,8 +177,8 @@ bool MakeSelfSignedCert(const TempDir& dir, std::string* cert_path, std::string*
   *key_path = dir.path() + "/key.pem";
   const std::string cmd =
       "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " + *key_path + " -out " +
-      *cert_path + " > " + dir.path() + "/openssl.log 2>&1";
+      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " +
+      *key_path + " -out " + *cert_path + " > " + dir.path() + "/openssl.log 2>&1";
   if (std::system(cmd.c_str()) != 0 || !fs::exists(*cert_path)) {
     *why = "the openssl command is not available or failed";
     return false;

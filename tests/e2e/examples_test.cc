@@ -20,13 +20,11 @@ TEST(ExamplesTest, CppClientStreamsACompletionAndPrintsItsFigures) {
   EXPECT_NE(r.out.find(" USD"), std::string::npos) << r.out;
 
   r = ::tokenmill::testing::RunCommand(
-      {TOKENMILL_CLIENT_EXAMPLE, "--target", server->grpc_address(), "--max-tokens", "0"}, "",
-      60);
+      {TOKENMILL_CLIENT_EXAMPLE, "--target", server->grpc_address(), "--max-tokens", "0"}, "", 60);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("max_tokens: must be >= 1"), std::string::npos) << r.err;
-  EXPECT_EQ(::tokenmill::testing::RunCommand({TOKENMILL_CLIENT_EXAMPLE, "--bogus"}, "", 10)
-                .exit_code,
-            2);
+  EXPECT_EQ(
+      ::tokenmill::testing::RunCommand({TOKENMILL_CLIENT_EXAMPLE, "--bogus"}, "", 10).exit_code, 2);
 }
 
 }  // namespace

@@ -259,7 +259,10 @@ TEST_F(GrpcE2eTest, EveryBadRequestGetsItsCodeNamingTheField) {
       {"n", [](auto& r) { r.set_n(1000); }, grpc::StatusCode::INVALID_ARGUMENT, "n:"},
       {"logprobs", [](auto& r) { r.set_logprobs(50); }, grpc::StatusCode::INVALID_ARGUMENT,
        "logprobs"},
-      {"stop count", [](auto& r) { for (int i = 0; i < 40; ++i) r.add_stop("x"); },
+      {"stop count",
+       [](auto& r) {
+         for (int i = 0; i < 40; ++i) r.add_stop("x");
+       },
        grpc::StatusCode::INVALID_ARGUMENT, "stop"},
       {"empty stop", [](auto& r) { r.add_stop(""); }, grpc::StatusCode::INVALID_ARGUMENT,
        "stop[0]"},

@@ -79,7 +79,9 @@ class HttpE2eTest : public ::testing::Test {
     } else {
       EXPECT_EQ(e["param"], param) << r->body;
     }
-    if (!code.empty()) EXPECT_EQ(e["code"], code) << r->body;
+    if (!code.empty()) {
+      EXPECT_EQ(e["code"], code) << r->body;
+    }
   }
 
   static TempDir* dir_;
@@ -123,7 +125,9 @@ TEST_F(HttpE2eTest, CompletionWithOpenAiFieldsAndTokenmillUsage) {
   }
   EXPECT_GT(t["e2e_s"].get<double>(), 0);
   EXPECT_EQ(t["currency"], "USD");
-  if (t["energy_source"] == "none") EXPECT_TRUE(t["joules"].is_null());
+  if (t["energy_source"] == "none") {
+    EXPECT_TRUE(t["joules"].is_null());
+  }
 }
 
 TEST_F(HttpE2eTest, StreamedCompletionMatchesTheUnaryOneAndEndsWithUsageAndDone) {
@@ -153,10 +157,11 @@ TEST_F(HttpE2eTest, StreamedCompletionMatchesTheUnaryOneAndEndsWithUsageAndDone)
 }
 
 TEST_F(HttpE2eTest, ChatCompletionsUnaryAndStreamed) {
-  const Json req = With(kGreedy, {{"messages", {{{"role", "system"}, {"content", "Be brief."}},
-                                                {{"role", "user"},
-                                                 {"content", {{{"type", "text"}, {"text", "Hi"}}}}}}},
-                                  {"max_tokens", 5}});
+  const Json req =
+      With(kGreedy, {{"messages",
+                      {{{"role", "system"}, {"content", "Be brief."}},
+                       {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "Hi"}}}}}}},
+                     {"max_tokens", 5}});
   auto r = Post("/v1/chat/completions", req);
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
@@ -186,8 +191,8 @@ TEST_F(HttpE2eTest, ChatCompletionsUnaryAndStreamed) {
 }
 
 TEST_F(HttpE2eTest, LogprobsInBothFormats) {
-  auto r = Post("/v1/completions",
-                With(kGreedy, {{"prompt", "x"}, {"max_tokens", 3}, {"logprobs", 2}}));
+  auto r =
+      Post("/v1/completions", With(kGreedy, {{"prompt", "x"}, {"max_tokens", 3}, {"logprobs", 2}}));
   ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "");
   const Json lp = Json::parse(r->body)["choices"][0]["logprobs"];
   EXPECT_EQ(lp["tokens"].size(), 3u);
@@ -260,10 +265,29 @@ TEST_F(HttpE2eTest, ErrorsAreOpenAiBodiesWithTheRightStatus) {
   ExpectError(Post("/v1/completions", With(kGreedy, {{"prompt", std::string(3000, 'a')}})), 400,
               "prompt", "context_length_exceeded");
   // Larger than limits.max_request_bytes (1 MiB by default): 413.
-  ExpectError(Post("/v1/completions", With(kGreedy, {{"prompt", std::string(2 << 20, 'a')}})),
-              413, "body");
+  ExpectError(Post("/v1/completions", With(kGreedy, {{"prompt", std::string(2 << 20, 'a')}})), 413,
+              "body");
   ExpectError(http_->Get("/v1/nothing-here"), 404, "");
   ExpectIdle();
+  // Every refusal is counted, by code and reason (the 413 and 404 never reach the front end).
+  auto metrics = http_->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  auto families = metrics::testing::ParseExposition(metrics->body);
+  ASSERT_TRUE(families.ok()) << families.status();
+  const char* kName = "tokenmill:request_rejections_total";
+  EXPECT_GE(metrics::testing::SampleValue(*families, kName, kName,
+                                          {{"error_code", "invalid_argument"}, {"reason", ""}}),
+            9);
+  EXPECT_EQ(
+      metrics::testing::SampleValue(*families, kName, kName,
+                                    {{"error_code", "not_found"}, {"reason", "model_not_found"}}),
+      1);
+  EXPECT_EQ(metrics::testing::SampleValue(*families, kName, kName,
+                                          {{"reason", "context_length_exceeded"}}),
+            1);
+  EXPECT_EQ(metrics::testing::SampleValue(*families, "tokenmill:frontend_active_requests",
+                                          "tokenmill:frontend_active_requests", {}),
+            0);
 }
 
 TEST_F(HttpE2eTest, StreamingClientThatHangsUpIsCancelledAndItsBlocksFreed) {
@@ -287,11 +311,11 @@ TEST_F(HttpE2eTest, StreamingClientThatHangsUpIsCancelledAndItsBlocksFreed) {
 
 TEST_F(HttpE2eTest, UnaryClientThatHangsUpIsCancelledToo) {
   const int64_t before = Stats()["scheduler"]["num_generated_tokens"];
-  const std::string body =
-      With(kGreedy, {{"prompt", "long"}, {"max_tokens", 1500}}).dump();
-  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
-                              "Content-Type: application/json\r\nContent-Length: " +
-                              std::to_string(body.size()) + "\r\n\r\n" + body;
+  const std::string body = With(kGreedy, {{"prompt", "long"}, {"max_tokens", 1500}}).dump();
+  const std::string request =
+      "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+      "Content-Type: application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;

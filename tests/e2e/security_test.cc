@@ -30,18 +30,23 @@ model:
 engine:
   max_pending_requests: 2
 metrics:
-  ledger_dir: )", ledger_dir, R"(
+  ledger_dir: )",
+                      ledger_dir, R"(
 auth:
   enabled: true
   keys:
-    - sha256: )", Sha256Hex(kAdminKey), R"(
+    - sha256: )",
+                      Sha256Hex(kAdminKey), R"(
       tenant: ops
       admin: true
-    - sha256: )", Sha256Hex(kAliceKey), R"(
+    - sha256: )",
+                      Sha256Hex(kAliceKey), R"(
       tenant: acme
-    - sha256: )", Sha256Hex(kBobKey), R"(
+    - sha256: )",
+                      Sha256Hex(kBobKey), R"(
       tenant: beta
-    - sha256: )", Sha256Hex(kCarolKey), R"(
+    - sha256: )",
+                      Sha256Hex(kCarolKey), R"(
       tenant: gamma
 tenants:
   acme:
@@ -111,8 +116,7 @@ TempDir* AuthE2eTest::dir_ = nullptr;
 ServerProcess* AuthE2eTest::server_ = nullptr;
 
 TEST_F(AuthE2eTest, GrpcNeedsAValidKeyAndStatsAnAdminKey) {
-  EXPECT_EQ(RunGenerate(*stub_, Request(2)).status.error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(RunGenerate(*stub_, Request(2)).status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(RunGenerate(*stub_, Request(2), 10, "not-a-key").status.error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   const GenerateOutcome ok = RunGenerate(*stub_, Request(2), 10, kAliceKey);
@@ -121,9 +125,9 @@ TEST_F(AuthE2eTest, GrpcNeedsAValidKeyAndStatsAnAdminKey) {
     grpc::ClientContext ctx;
     if (!key.empty()) ctx.AddMetadata("authorization", "Bearer " + key);
     v1::GetStatsResponse r;
-    EXPECT_EQ(stub_->GetStats(&ctx, v1::GetStatsRequest(), &r).error_code(),
-              key.empty() ? grpc::StatusCode::UNAUTHENTICATED
-                          : grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(
+        stub_->GetStats(&ctx, v1::GetStatsRequest(), &r).error_code(),
+        key.empty() ? grpc::StatusCode::UNAUTHENTICATED : grpc::StatusCode::PERMISSION_DENIED);
   }
   grpc::ClientContext ctx;
   v1::ListModelsResponse models;
@@ -153,10 +157,10 @@ TEST_F(AuthE2eTest, HttpNeedsAValidKeyMetricsAndStatsAnAdminKeyHealthIsPublic) {
   ASSERT_TRUE(metrics && metrics->status == 200);
   auto families = metrics::testing::ParseExposition(metrics->body);
   ASSERT_TRUE(families.ok());
-  EXPECT_GE(metrics::testing::SampleValue(*families, "tokenmill:generation_tokens_total",
-                                          "tokenmill:generation_tokens_total",
-                                          {{"tenant", "acme"}}),
-            2);
+  EXPECT_GE(
+      metrics::testing::SampleValue(*families, "tokenmill:generation_tokens_total",
+                                    "tokenmill:generation_tokens_total", {{"tenant", "acme"}}),
+      2);
 }
 
 TEST_F(AuthE2eTest, RequestsAreAccountedToTheKeysTenantInTheLedger) {
@@ -271,8 +275,8 @@ TEST(TlsE2eTest, GrpcAndHttpsWithATestCertificate) {
   httplib::SSLClient https(server->http_host(), server->http_port());
   https.set_ca_cert_path(cert.c_str());
   https.enable_server_certificate_verification(true);
-  auto res = https.Post("/v1/completions", R"({"prompt": "tls", "max_tokens": 2})",
-                        "application/json");
+  auto res =
+      https.Post("/v1/completions", R"({"prompt": "tls", "max_tokens": 2})", "application/json");
   ASSERT_TRUE(res) << httplib::to_string(res.error());
   EXPECT_EQ(res->status, 200);
   EXPECT_EQ(Json::parse(res->body)["usage"]["completion_tokens"], 2);

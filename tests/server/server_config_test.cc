@@ -26,7 +26,8 @@ TEST(ServerConfigTest, UnknownAndMistypedFieldsNameTheirPathAndLine) {
       {"model:\n  path: demo\nengine:\n  max_num_seqz: 4\n",
        "engine.max_num_seqz: unknown field (t.yaml:4)"},
       {"modle:\n  path: demo\n", "modle: unknown field (t.yaml:1)"},
-      {"server:\n  grpc_port: lots\n", "server.grpc_port: expected an integer, got 'lots' (t.yaml:2)"},
+      {"server:\n  grpc_port: lots\n",
+       "server.grpc_port: expected an integer, got 'lots' (t.yaml:2)"},
       {"server:\n  grpc_port: 99999999999\n",
        "server.grpc_port: expected an integer, got '99999999999' (t.yaml:2)"},
       {"server:\n  drain_timeout_s: .nan\n",
@@ -53,7 +54,8 @@ TEST(ServerConfigTest, RangesAreCheckedNamingTheField) {
   const std::string demo = "model:\n  path: demo\n";
   const std::pair<std::string, const char*> cases[] = {
       {"", "model.path: required (or --model PATH|demo)"},
-      {demo + "server:\n  grpc_port: 70000\n", "server.grpc_port: must be in [0, 65535], got 70000"},
+      {demo + "server:\n  grpc_port: 70000\n",
+       "server.grpc_port: must be in [0, 65535], got 70000"},
       {demo + "server:\n  log_format: xml\n",
        "server.log_format: must be one of text, json, got 'xml'"},
       {demo + "server:\n  enable_grpc: false\n  enable_http: false\n",
@@ -102,7 +104,8 @@ engine:
 auth:
   enabled: true
   keys:
-    - sha256: )", std::string(64, 'a'), R"(
+    - sha256: )",
+                                          std::string(64, 'a'), R"(
       tenant: acme
       admin: true
 tenants:
@@ -152,7 +155,8 @@ TEST(ServerConfigTest, DocsDescribeEveryField) {
   LeafPaths(v1::ServerConfig::descriptor(), "", &paths);
   EXPECT_GT(paths.size(), 60u);
   for (const std::string& p : paths) {
-    EXPECT_NE(docs.find("`" + p + "`"), std::string::npos) << p << " is not in docs/configuration.md";
+    EXPECT_NE(docs.find("`" + p + "`"), std::string::npos)
+        << p << " is not in docs/configuration.md";
   }
 }
 
@@ -169,7 +173,8 @@ TEST(ServerConfigTest, ServerYamlSetsEveryFieldToItsDefault) {
           const std::string p = prefix.empty() ? f->name() : prefix + "." + f->name();
           if (f->is_repeated() || p == "cost.num_devices") continue;
           EXPECT_TRUE(m.GetReflection()->HasField(m, f)) << p << " missing from server.yaml";
-          if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && m.GetReflection()->HasField(m, f)) {
+          if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
+              m.GetReflection()->HasField(m, f)) {
             check(m.GetReflection()->GetMessage(m, f), p);
           }
         }

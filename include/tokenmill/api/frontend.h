@@ -19,6 +19,7 @@
 #include "tokenmill/api/completion.h"
 #include "tokenmill/api/tenant_limiter.h"
 #include "tokenmill/engine/engine.h"
+#include "tokenmill/metrics/registry.h"
 
 namespace tokenmill {
 
@@ -45,10 +46,10 @@ struct FrontendOptions {
 // A request as a protocol adapter hands it over: the completion input plus what only the
 // front end resolves (max_tokens default and cap, the model name).
 struct ClientRequest {
-  CompletionInput input;              // input.sampling.max_tokens is ignored
-  std::optional<int> max_tokens;      // unset: limits.default_max_tokens
-  std::string model;                  // "" or the served name
-  std::string protocol = "grpc";      // for the request log: "grpc", "http"
+  CompletionInput input;          // input.sampling.max_tokens is ignored
+  std::optional<int> max_tokens;  // unset: limits.default_max_tokens
+  std::string model;              // "" or the served name
+  std::string protocol = "grpc";  // for the request log: "grpc", "http"
 };
 
 class Frontend;
@@ -95,10 +96,16 @@ class ActiveRequest {
 
 class Frontend {
  public:
-  // `engine`, `bundle`, `auth` and `limiter` (optional) must outlive the front end.
+  // `engine`, `bundle`, `auth`, `limiter` and `registry` (both optional) must outlive the
+  // front end. With a registry it exports
+  //   tokenmill:request_rejections_total{model_name, tenant, error_code, reason}  (counter)
+  //     requests refused before they reached the engine: bad input, auth, limits, queue
+  //     full, draining. error_code is the status code name ("resource_exhausted"), reason the
+  //     HTTP error code ("queue_full", "rate_limit_exceeded", ...) or "".
+  //   tokenmill:frontend_active_requests{model_name}  (gauge) admitted, not yet finished.
   Frontend(Engine& engine, const ModelBundle& bundle, const Authenticator& auth,
            TenantLimiter* limiter, FrontendOptions options,
-           const Clock& clock = SystemClock::Get());
+           metrics::MetricRegistry* registry = nullptr, const Clock& clock = SystemClock::Get());
 
   Engine& engine() { return engine_; }
   const ModelBundle& bundle() const { return bundle_; }
@@ -125,6 +132,10 @@ class Frontend {
   // generation (same limits on the input).
   absl::StatusOr<std::vector<int32_t>> Tokenize(const CompletionInput& input) const;
 
+  // Counts a request refused before Start (e.g. a protocol adapter's parse error); Start and
+  // Authenticate count their own refusals. `tenant` "" when unknown.
+  void RecordRejection(absl::string_view tenant, const absl::Status& status) const;
+
   // Drain: refuse new requests from now on (Unavailable); requests already admitted go on.
   void StartDrain();
   bool draining() const { return draining_.load(); }
@@ -135,6 +146,7 @@ class Frontend {
 
  private:
   friend class ActiveRequest;
+  absl::StatusOr<std::unique_ptr<ActiveRequest>> Admit(const Principal& who, ClientRequest request);
   absl::Status ValidateInput(const ClientRequest& request) const;
   absl::Status CheckPromptLength(size_t num_prompt_tokens) const;
   void OnRequestDone(const ActiveRequest& request);
@@ -148,6 +160,8 @@ class Frontend {
   const double start_s_;
   const int64_t created_unix_s_;
   std::atomic<bool> draining_{false};
+  metrics::CounterFamily* rejections_ = nullptr;  // null without a registry
+  metrics::Gauge* active_gauge_ = nullptr;
   mutable std::mutex mu_;
   std::condition_variable idle_cv_;
   int num_active_ = 0;

@@ -23,9 +23,9 @@ class InferenceService;
 
 struct GrpcServerOptions {
   std::string host = "127.0.0.1";
-  int port = 50051;         // 0: any free port (see GrpcServer::port())
-  bool reflection = true;   // grpc.reflection.v1alpha.ServerReflection
-  std::string cert_file;    // TLS when both are set (PEM)
+  int port = 50051;        // 0: any free port (see GrpcServer::port())
+  bool reflection = true;  // grpc.reflection.v1alpha.ServerReflection
+  std::string cert_file;   // TLS when both are set (PEM)
   std::string key_file;
 };
 
@@ -34,7 +34,7 @@ class GrpcServer {
   // Builds and starts the server. `frontend` must outlive it. Errors: cannot bind, TLS files
   // unreadable.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(Frontend& frontend,
-                                                          const GrpcServerOptions& options);
+                                                           const GrpcServerOptions& options);
   ~GrpcServer();  // Shutdown(0)
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

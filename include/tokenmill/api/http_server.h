@@ -45,8 +45,8 @@ class HttpServer {
   // Binds and starts serving on a background thread. `frontend` and `registry` (optional)
   // must outlive the server. Errors: cannot bind, TLS files unreadable.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(Frontend& frontend,
-                                                          metrics::MetricRegistry* registry,
-                                                          const HttpServerOptions& options);
+                                                           metrics::MetricRegistry* registry,
+                                                           const HttpServerOptions& options);
   ~HttpServer();  // Stop()
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
