@@ -7,6 +7,8 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "testing/testdata.h"
 
 namespace tokenmill::e2e {
 namespace {
@@ -261,7 +263,9 @@ TEST_F(GrpcE2eTest, EveryBadRequestGetsItsCodeNamingTheField) {
        "logprobs"},
       {"stop count",
        [](auto& r) {
-         for (int i = 0; i < 40; ++i) r.add_stop("x");
+         // (A std::string, not "x": GCC 12 -Wrestrict misfires on the const char* overload.)
+         const std::string x(1, 'x');
+         for (int i = 0; i < 40; ++i) r.add_stop(x);
        },
        grpc::StatusCode::INVALID_ARGUMENT, "stop"},
       {"empty stop", [](auto& r) { r.add_stop(""); }, grpc::StatusCode::INVALID_ARGUMENT,
@@ -308,6 +312,52 @@ TEST_F(GrpcE2eTest, SixtyFourConcurrentStreams) {
   const GenerateOutcome alone = RunGenerate(*stub_, TextRequest("stream 5", 16));
   EXPECT_EQ(alone.token_ids, outs[5].token_ids);
   ExpectIdle();
+}
+
+}  // namespace
+}  // namespace tokenmill::e2e
+
+namespace tokenmill::e2e {
+namespace {
+
+// A real model and tokenizer (stories260K, a GGUF with its SentencePiece vocabulary): stop
+// strings end the text before the match, over gRPC and HTTP alike.
+TEST(RealModelE2eTest, StopStringsOnStories260K) {
+  TM_REQUIRE_TESTDATA("models/stories260K/stories260K.gguf");
+  auto server = ServerProcess::Start(
+      {"--model", ::tokenmill::testing::TestdataPath("models/stories260K/stories260K.gguf")});
+  ASSERT_NE(server, nullptr);
+  auto stub = MakeStub(server->grpc_address());
+  v1::GenerateRequest r;
+  r.set_text("Once upon a time");
+  r.set_max_tokens(40);
+  r.mutable_sampling()->set_temperature(0);
+  const GenerateOutcome full = RunGenerate(*stub, r);
+  ASSERT_TRUE(full.status.ok()) << full.status.error_message();
+  // Stop at the second word of the greedy continuation.
+  const size_t space = full.text.find(' ', 1);
+  ASSERT_NE(space, std::string::npos) << full.text;
+  const size_t end = full.text.find(' ', space + 1);
+  const std::string stop = full.text.substr(space, end - space);
+  r.add_stop(stop);
+  const GenerateOutcome stopped = RunGenerate(*stub, r);
+  ASSERT_TRUE(stopped.status.ok());
+  EXPECT_EQ(stopped.text, full.text.substr(0, space)) << "stop '" << stop << "'";
+  EXPECT_EQ(stopped.final_info.finish_reasons(0), v1::FINISH_REASON_STOP);
+  EXPECT_LT(stopped.token_ids.size(), full.token_ids.size());
+
+  auto http = MakeHttpClient(*server);
+  const nlohmann::json body = {{"model", "stories260K"},
+                               {"prompt", "Once upon a time"},
+                               {"max_tokens", 40},
+                               {"temperature", 0},
+                               {"stop", stop}};
+  auto res = http->Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res && res->status == 200) << (res ? res->body : "");
+  const nlohmann::json j = nlohmann::json::parse(res->body);
+  EXPECT_EQ(j["choices"][0]["text"], full.text.substr(0, space));
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(j["model"], "stories260K");
 }
 
 }  // namespace
