@@ -16,7 +16,10 @@ namespace {
 class GrpcE2eTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = ServerProcess::Start({"--model", "demo", "--max-num-seqs", "64"}).release();
+    // A node-hour price of 3600 makes a request's cost equal its device seconds.
+    server_ = ServerProcess::Start({"--model", "demo", "--max-num-seqs", "64", "--price-gpu-hour",
+                                    "3600", "--currency", "EUR", "--energy-meter", "none"})
+                  .release();
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -71,14 +74,12 @@ TEST_F(GrpcE2eTest, StreamsTokensThenAFinalMessageWithUsageTimingsEnergyAndCost)
   EXPECT_TRUE(f.timings().has_tpot_s());
   EXPECT_GE(f.timings().e2e_s(), f.timings().ttft_s());
   EXPECT_GT(f.timings().device_s(), 0);
-  // Nothing meters energy on a CPU test machine without RAPL: absent, never 0.
-  if (f.energy().energy_source() == "none") {
-    EXPECT_FALSE(f.energy().has_joules());
-    EXPECT_FALSE(f.energy().has_tokens_per_joule());
-  } else {
-    EXPECT_TRUE(f.energy().has_joules());
-  }
-  EXPECT_EQ(f.cost().currency(), "USD");
+  // --energy-meter none: energy is absent, never 0, and costs nothing.
+  EXPECT_EQ(f.energy().energy_source(), "none");
+  EXPECT_FALSE(f.energy().has_joules());
+  EXPECT_FALSE(f.energy().has_tokens_per_joule());
+  EXPECT_EQ(f.cost().currency(), "EUR");
+  EXPECT_NEAR(f.cost().cost(), f.timings().device_s(), 1e-9);
 
   // The streamed text is the detokenization of the streamed ids.
   grpc::ClientContext ctx;

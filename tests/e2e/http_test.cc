@@ -25,7 +25,10 @@ class HttpE2eTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     const std::string tmpl = dir_->WriteFile("chat.jinja", kChatTemplate);
-    server_ = ServerProcess::Start({"--model", "demo", "--chat-template", tmpl}).release();
+    // A static power model: every energy figure exists and is labelled "estimated".
+    server_ = ServerProcess::Start({"--model", "demo", "--chat-template", tmpl, "--energy-meter",
+                                    "static", "--static-watts", "100"})
+                  .release();
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -125,9 +128,9 @@ TEST_F(HttpE2eTest, CompletionWithOpenAiFieldsAndTokenmillUsage) {
   }
   EXPECT_GT(t["e2e_s"].get<double>(), 0);
   EXPECT_EQ(t["currency"], "USD");
-  if (t["energy_source"] == "none") {
-    EXPECT_TRUE(t["joules"].is_null());
-  }
+  EXPECT_EQ(t["energy_source"], "estimated");
+  EXPECT_GT(t["joules"].get<double>(), 0);
+  EXPECT_NEAR(t["tokens_per_joule"].get<double>(), 13 / t["joules"].get<double>(), 1e-6);
 }
 
 TEST_F(HttpE2eTest, StreamedCompletionMatchesTheUnaryOneAndEndsWithUsageAndDone) {
@@ -238,6 +241,10 @@ TEST_F(HttpE2eTest, ModelsHealthReadyMetrics) {
                                           {{"finished_reason", "length"}, {"tenant", "default"}}),
             1);
   EXPECT_TRUE(families->contains("tokenmill:kv_cache_usage_perc"));
+  EXPECT_GT(metrics::testing::SampleValue(*families, "tokenmill:energy_joules_total",
+                                          "tokenmill:energy_joules_total",
+                                          {{"energy_source", "estimated"}}),
+            0);
   EXPECT_TRUE(families->contains("tokenmill:time_to_first_token_seconds"));
 }
 
