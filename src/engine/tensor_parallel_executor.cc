@@ -150,9 +150,8 @@ absl::Status CheckBackend(const ExecutorOptions& options) {
     const int n = options.tensor_parallel;
     const int gpus = CudaDeviceCount();
     if (gpus < n) {
-      return absl::InvalidArgumentError(absl::StrCat("--tensor-parallel ", n, " needs ", n,
-                                                     " GPUs (one per rank); this machine has ",
-                                                     gpus));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tensor-parallel ", n, " needs ", n, " GPUs (one per rank); this machine has ", gpus));
     }
     return absl::OkStatus();
 #else
@@ -184,21 +183,19 @@ class TensorParallelExecutor final : public ModelExecutor {
 
   absl::Status Init(const LoadedModel& model) {
     const int n = options_.tensor_parallel;
-    TM_ASSIGN_OR_RETURN(group_, LoopbackGroup::Create({.world_size = n,
-                                                      .timeout = kCollectiveTimeout}));
-    threads_ = std::make_unique<RankThreads>(n, [this](const absl::Status& s) {
-      group_->Abort(s);
-    });
+    TM_ASSIGN_OR_RETURN(group_,
+                        LoopbackGroup::Create({.world_size = n, .timeout = kCollectiveTimeout}));
+    threads_ =
+        std::make_unique<RankThreads>(n, [this](const absl::Status& s) { group_->Abort(s); });
     ranks_.resize(n);
     // Each rank shards and uploads its own weights, in parallel.
     TM_RETURN_IF_ERROR(FirstError(threads_->Run([&](int r) { return InitRank(model, r); })));
     int num_blocks = options_.num_kv_blocks;
     if (num_blocks <= 0) {
       const KvCacheSpec one = ranks_[0].model->KvSpec(1, options_.block_size);
-      TM_ASSIGN_OR_RETURN(num_blocks,
-                          NumBlocksForBudget(options_.kv_cache_bytes,
-                                             static_cast<int64_t>(one.BytesPerToken()),
-                                             options_.block_size));
+      TM_ASSIGN_OR_RETURN(num_blocks, NumBlocksForBudget(options_.kv_cache_bytes,
+                                                         static_cast<int64_t>(one.BytesPerToken()),
+                                                         options_.block_size));
     }
     spec_ = ranks_[0].model->KvSpec(num_blocks, options_.block_size);
     return FirstError(
@@ -222,9 +219,9 @@ class TensorParallelExecutor final : public ModelExecutor {
       return rank.model->Forward(plan, r == 0 ? logits : &rank.logits);
     }));
     if (const absl::Status group = group_->status(); !group.ok()) {
-      broken_ = absl::UnavailableError(absl::StrCat(
-          "tensor-parallel ranks are out of step (", std::string(group.message()),
-          "); restart the engine"));
+      broken_ = absl::UnavailableError(absl::StrCat("tensor-parallel ranks are out of step (",
+                                                    std::string(group.message()),
+                                                    "); restart the engine"));
       spdlog::error("{}", std::string(broken_.message()));
     }
     return step;

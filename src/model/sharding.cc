@@ -78,8 +78,8 @@ absl::StatusOr<TensorView> ColumnSliceCopy(const TensorView& t, int64_t col0, in
   return v;
 }
 
-absl::Status ShardLayer(const LayerWeights& w, const ModelConfig& whole, int layer, int rank,
-                        int n, LoadedModel* out, LayerWeights* s) {
+absl::Status ShardLayer(const LayerWeights& w, const ModelConfig& whole, int layer, int rank, int n,
+                        LoadedModel* out, LayerWeights* s) {
   const int64_t hd = whole.head_dim;
   const int64_t heads = whole.num_heads / n;
   const int64_t q0 = rank * heads * hd, q_rows = heads * hd;
@@ -124,9 +124,9 @@ HeadRange KvHeadShard(const ModelConfig& c, int rank, int world_size) {
 
 absl::Status CheckShardable(const ModelConfig& c, int n) {
   auto bad = [&](auto&&... parts) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor parallelism ", n, " does not fit model '", c.name, "': ", parts...,
-        ". Rank counts that fit: ", WorkingSizes(c)));
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallelism ", n,
+                                                   " does not fit model '", c.name, "': ", parts...,
+                                                   ". Rank counts that fit: ", WorkingSizes(c)));
   };
   if (n < 1) return absl::InvalidArgumentError(absl::StrCat("tensor parallelism ", n, " < 1"));
   if (c.tp_size != 1) {
@@ -152,21 +152,20 @@ absl::Status CheckShardable(const LoadedModel& model, int n) {
     const LayerWeights& w = model.weights.layers[l];
     const int64_t o_cols = int64_t{c.num_heads} / n * c.head_dim;
     const int64_t down_cols = c.intermediate_size / n;
-    for (auto [t, cols, name] : {std::tuple{&w.wo, o_cols, "o_proj"},
-                                 std::tuple{&w.w_down, down_cols, "down_proj"}}) {
+    for (auto [t, cols, name] :
+         {std::tuple{&w.wo, o_cols, "o_proj"}, std::tuple{&w.w_down, down_cols, "down_proj"}}) {
       if (t->dtype == DType::kQ8_0 && cols % kQ8_0BlockElems != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor parallelism ", n, " does not fit model '", c.name, "': ",
-            LayerTensor(static_cast<int>(l), name), " is Q8_0 and each rank's ", cols,
-            " input columns are not whole 32-element blocks"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor parallelism ", n, " does not fit model '", c.name,
+                         "': ", LayerTensor(static_cast<int>(l), name), " is Q8_0 and each rank's ",
+                         cols, " input columns are not whole 32-element blocks"));
       }
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<LoadedModel>> ShardModel(const LoadedModel& model, int rank,
-                                                        int n) {
+absl::StatusOr<std::unique_ptr<LoadedModel>> ShardModel(const LoadedModel& model, int rank, int n) {
   TM_RETURN_IF_ERROR(CheckShardable(model, n));
   if (rank < 0 || rank >= n) {
     return absl::InvalidArgumentError(absl::StrCat("shard rank ", rank, " is not in [0, ", n, ")"));

@@ -151,8 +151,7 @@ class LoopbackCommunicator final : public Communicator {
   }
 
   absl::Status AllGather(const float* send, int64_t count, float* recv) override {
-    TM_RETURN_IF_ERROR(
-        CheckCount("AllGather", count, send != nullptr && recv != nullptr));
+    TM_RETURN_IF_ERROR(CheckCount("AllGather", count, send != nullptr && recv != nullptr));
     TM_ASSIGN_OR_RETURN(const std::vector<Slot>* slots,
                         Run(Kind::kAllGather, count, 0, send, count * sizeof(float)));
     for (int r = 0; r < state_->world_size; ++r) {
@@ -174,9 +173,7 @@ class LoopbackCommunicator final : public Communicator {
     return absl::OkStatus();
   }
 
-  absl::Status Barrier() override {
-    return Run(Kind::kBarrier, 0, 0, nullptr, 0).status();
-  }
+  absl::Status Barrier() override { return Run(Kind::kBarrier, 0, 0, nullptr, 0).status(); }
 
  private:
   // A rank that skips a collective would leave the others waiting: bad arguments break
@@ -190,8 +187,8 @@ class LoopbackCommunicator final : public Communicator {
   // Publishes this rank's contribution (`bytes` at `src`, copied into its staging slot),
   // waits for every rank and checks they called the same collective. Returns the round's
   // slots, readable until this rank's next collective.
-  absl::StatusOr<const std::vector<Slot>*> Run(Kind kind, int64_t count, int root,
-                                               const void* src, int64_t bytes) {
+  absl::StatusOr<const std::vector<Slot>*> Run(Kind kind, int64_t count, int root, const void* src,
+                                               int64_t bytes) {
     // Writing the slot is safe only while the group works: a completed previous round
     // proves every rank has finished reading this parity's slots, a failed one does not.
     TM_RETURN_IF_ERROR(state_->Status());
@@ -230,9 +227,8 @@ LoopbackGroup::~LoopbackGroup() = default;
 absl::StatusOr<std::unique_ptr<LoopbackGroup>> LoopbackGroup::Create(
     const LoopbackOptions& options) {
   if (options.world_size < 1 || options.world_size > kMaxWorldSize) {
-    return absl::InvalidArgumentError(absl::StrCat("loopback group: world_size ",
-                                                   options.world_size, " is not in [1, ",
-                                                   kMaxWorldSize, "]"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loopback group: world_size ", options.world_size, " is not in [1, ", kMaxWorldSize, "]"));
   }
   if (options.timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("loopback group: timeout must be positive");

@@ -71,7 +71,8 @@ absl::Status WaitFd(int fd, short events, absl::Time deadline, const char* what)
     const int n = ::poll(&p, 1, RemainingMs(deadline));
     if (n > 0) return absl::OkStatus();
     if (n == 0) return absl::DeadlineExceededError(absl::StrCat("bootstrap: timed out ", what));
-    if (errno != EINTR) return absl::UnavailableError(absl::StrCat("bootstrap: poll: ", ErrnoText(errno)));
+    if (errno != EINTR)
+      return absl::UnavailableError(absl::StrCat("bootstrap: poll: ", ErrnoText(errno)));
   }
 }
 
@@ -114,7 +115,8 @@ void PutU32(uint32_t v, char* out) {
 }
 uint32_t GetU32(const char* in) {
   uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
   return v;
 }
 
@@ -138,7 +140,8 @@ absl::StatusOr<std::vector<addrinfo*>> Resolve(const HostPort& hp, bool passive,
   if (passive) hints.ai_flags = AI_PASSIVE;
   addrinfo* res = nullptr;
   const std::string port = std::to_string(hp.port);
-  const int rc = ::getaddrinfo(hp.host.empty() ? nullptr : hp.host.c_str(), port.c_str(), &hints, &res);
+  const int rc =
+      ::getaddrinfo(hp.host.empty() ? nullptr : hp.host.c_str(), port.c_str(), &hints, &res);
   if (rc != 0) {
     return absl::UnavailableError(
         absl::StrCat("bootstrap: cannot resolve '", hp.host, "': ", ::gai_strerror(rc)));
@@ -153,8 +156,8 @@ absl::StatusOr<std::vector<addrinfo*>> Resolve(const HostPort& hp, bool passive,
 
 absl::StatusOr<HostPort> ParseHostPort(std::string_view address) {
   auto bad = [&] {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bootstrap address '", std::string(address), "' is not host:port (IPv6: [addr]:port)"));
+    return absl::InvalidArgumentError(absl::StrCat("bootstrap address '", std::string(address),
+                                                   "' is not host:port (IPv6: [addr]:port)"));
   };
   const size_t colon = address.rfind(':');
   if (colon == std::string_view::npos || colon + 1 >= address.size()) return bad();
@@ -199,7 +202,8 @@ absl::StatusOr<std::unique_ptr<BootstrapServer>> BootstrapServer::Listen(
                   NI_NUMERICSERV);
     const int port_number = std::atoi(port);
     spdlog::debug("bootstrap: rank 0 listening on {} (port {})", options.address, port_number);
-    return std::unique_ptr<BootstrapServer>(new BootstrapServer(fd.release(), port_number, options));
+    return std::unique_ptr<BootstrapServer>(
+        new BootstrapServer(fd.release(), port_number, options));
   }
   return absl::UnavailableError(
       absl::StrCat("bootstrap: rank 0 cannot listen on ", options.address, ": ", last_error));
@@ -211,9 +215,10 @@ BootstrapServer::~BootstrapServer() {
 
 absl::Status BootstrapServer::Serve(int world_size, const std::string& payload) {
   if (world_size < 1) return absl::InvalidArgumentError("bootstrap: world_size must be >= 1");
-  if (payload.size() > kMaxMessageBytes) return absl::InvalidArgumentError("bootstrap: payload too large");
+  if (payload.size() > kMaxMessageBytes)
+    return absl::InvalidArgumentError("bootstrap: payload too large");
   const absl::Time deadline = absl::Now() + options_.timeout;
-  std::map<int, Fd> peers;  // rank -> connection, for consistent hellos
+  std::map<int, Fd> peers;   // rank -> connection, for consistent hellos
   std::vector<Fd> rejected;  // inconsistent hellos, told why before rank 0 fails
   absl::Status verdict;
   while (static_cast<int>(peers.size()) < world_size - 1 && verdict.ok()) {
@@ -245,9 +250,9 @@ absl::Status BootstrapServer::Serve(int world_size, const std::string& payload) 
       verdict = absl::InvalidArgumentError(absl::StrCat(
           "bootstrap: rank ", rank, " says world_size ", world, ", rank 0 says ", world_size));
     } else if (rank < 1 || rank >= world_size || peers.contains(rank)) {
-      verdict = absl::InvalidArgumentError(absl::StrCat(
-          "bootstrap: rank ", rank, " is out of range or joined twice (world_size ", world_size,
-          ")"));
+      verdict = absl::InvalidArgumentError(
+          absl::StrCat("bootstrap: rank ", rank, " is out of range or joined twice (world_size ",
+                       world_size, ")"));
     }
     if (verdict.ok()) {
       peers[rank] = std::move(conn);
@@ -260,12 +265,12 @@ absl::Status BootstrapServer::Serve(int world_size, const std::string& payload) 
   }
   // Everyone connected hears the same outcome.
   for (auto& [rank, conn] : peers) {
-    const absl::Status s = verdict.ok() ? SendReply(conn.get(), 0, payload, deadline)
-                                        : SendReply(conn.get(), 1, std::string(verdict.message()),
-                                                    deadline);
+    const absl::Status s = verdict.ok()
+                               ? SendReply(conn.get(), 0, payload, deadline)
+                               : SendReply(conn.get(), 1, std::string(verdict.message()), deadline);
     if (!s.ok() && verdict.ok()) {
-      verdict = absl::UnavailableError(absl::StrCat("bootstrap: sending to rank ", rank, ": ",
-                                                    std::string(s.message())));
+      verdict = absl::UnavailableError(
+          absl::StrCat("bootstrap: sending to rank ", rank, ": ", std::string(s.message())));
     }
   }
   return verdict;
@@ -298,7 +303,8 @@ absl::StatusOr<std::string> FetchBootstrapPayload(const BootstrapOptions& option
         int err = 0;
         socklen_t len = sizeof(err);
         if (!WaitFd(fd.get(), POLLOUT, std::min(deadline, absl::Now() + absl::Seconds(5)),
-                    "connecting").ok() ||
+                    "connecting")
+                 .ok() ||
             ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
           last_error = err != 0 ? ErrnoText(err) : "connect timed out";
           continue;
@@ -320,18 +326,17 @@ absl::StatusOr<std::string> FetchBootstrapPayload(const BootstrapOptions& option
       std::string body(length, '\0');
       TM_RETURN_IF_ERROR(RecvAll(fd.get(), body.data(), length, deadline));
       if (code != 0) {
-        return absl::FailedPreconditionError(absl::StrCat("bootstrap: rank 0 refused rank ", rank,
-                                                          ": ", body));
+        return absl::FailedPreconditionError(
+            absl::StrCat("bootstrap: rank 0 refused rank ", rank, ": ", body));
       }
       return body;
     }
     if (absl::Now() + options.retry_interval >= deadline) break;
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(options.retry_interval));
   }
-  return absl::UnavailableError(absl::StrCat("bootstrap: rank ", rank, " could not reach rank 0 at ",
-                                             options.address, " within ",
-                                             absl::FormatDuration(options.timeout), ": ",
-                                             last_error));
+  return absl::UnavailableError(
+      absl::StrCat("bootstrap: rank ", rank, " could not reach rank 0 at ", options.address,
+                   " within ", absl::FormatDuration(options.timeout), ": ", last_error));
 }
 
 absl::StatusOr<std::string> ExchangeBootstrapPayload(const BootstrapOptions& options, int rank,

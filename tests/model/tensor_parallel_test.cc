@@ -54,7 +54,8 @@ class TensorParallelRunner {
   TensorParallelRunner(const LoadedModel& whole, int n, int max_tokens = 256, int block_size = 16,
                        const BackendFactory& make_backend = CpuBackend)
       : n_(n), block_size_(block_size) {
-    group_ = std::move(LoopbackGroup::Create({.world_size = n, .timeout = absl::Seconds(60)})).value();
+    group_ =
+        std::move(LoopbackGroup::Create({.world_size = n, .timeout = absl::Seconds(60)})).value();
     const int num_blocks = (max_tokens + block_size - 1) / block_size + 1;
     for (int r = 0; r < n; ++r) {
       auto shard = ShardModel(whole, r, n);
@@ -114,8 +115,8 @@ class TensorParallelRunner {
     std::vector<float> logits = Feed(prompt, false);
     std::vector<int32_t> out;
     for (int i = 0; i < num_new; ++i) {
-      out.push_back(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) -
-                                         logits.begin()));
+      out.push_back(
+          static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
       if (i + 1 < num_new) logits = Feed({out.back()}, false);
     }
     return out;
@@ -242,7 +243,9 @@ class StagedCpuBackend final : public Backend {
     ++num_host_copies;
     b_->CopyFromHost(src, dst);
   }
-  void CopyKvBlocks(std::span<const std::pair<int32_t, int32_t>> c) override { b_->CopyKvBlocks(c); }
+  void CopyKvBlocks(std::span<const std::pair<int32_t, int32_t>> c) override {
+    b_->CopyKvBlocks(c);
+  }
   absl::Status PlanStep(const BatchPlan& p) override { return b_->PlanStep(p); }
   absl::Status Finish() override { return b_->Finish(); }
   void Embedding(const TensorView& t, TensorView o) override { b_->Embedding(t, o); }

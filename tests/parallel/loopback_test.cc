@@ -191,7 +191,8 @@ TEST(LoopbackTest, BadArgumentsFailEveryRankInsteadOfHangingThem) {
   std::vector<absl::Status> got(2);
   RunRanks(2, [&](int r) {
     float x = 0;
-    got[r] = r == 0 ? group->rank(0)->AllReduceSum(nullptr, 4) : group->rank(1)->AllReduceSum(&x, 1);
+    got[r] =
+        r == 0 ? group->rank(0)->AllReduceSum(nullptr, 4) : group->rank(1)->AllReduceSum(&x, 1);
   });
   EXPECT_EQ(got[0].code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(got[1].code(), absl::StatusCode::kInvalidArgument) << got[1];

@@ -57,7 +57,8 @@ TEST(TcpBootstrapTest, EveryRankReceivesRankZerosPayload) {
   std::vector<absl::StatusOr<std::string>> got(kWorld, absl::UnknownError("not run"));
   std::vector<std::thread> peers;
   for (int r = 1; r < kWorld; ++r) {
-    peers.emplace_back([&, r] { got[r] = FetchBootstrapPayload(ClientOptions(server->port()), r, kWorld); });
+    peers.emplace_back(
+        [&, r] { got[r] = FetchBootstrapPayload(ClientOptions(server->port()), r, kWorld); });
   }
   EXPECT_TRUE(server->Serve(kWorld, payload).ok());
   for (std::thread& t : peers) t.join();

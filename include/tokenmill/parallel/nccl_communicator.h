@@ -33,10 +33,10 @@ namespace tokenmill {
 struct NcclOptions {
   int rank = 0;
   int world_size = 1;
-  int device = 0;               // CUDA device of this rank
-  std::string unique_id;        // NcclGetUniqueId() bytes; empty: use the TCP bootstrap
-  BootstrapOptions bootstrap;   // rank 0's host:port when unique_id is empty
-  void* stream = nullptr;       // cudaStream_t for the collectives; null: own stream
+  int device = 0;              // CUDA device of this rank
+  std::string unique_id;       // NcclGetUniqueId() bytes; empty: use the TCP bootstrap
+  BootstrapOptions bootstrap;  // rank 0's host:port when unique_id is empty
+  void* stream = nullptr;      // cudaStream_t for the collectives; null: own stream
   bool synchronous = true;
   absl::Duration timeout = absl::Minutes(5);  // communicator set-up, and each collective
 };

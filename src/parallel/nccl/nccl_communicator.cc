@@ -15,17 +15,16 @@ namespace {
 
 absl::Status CudaStatus(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return absl::OkStatus();
-  return absl::UnavailableError(absl::StrCat("NCCL communicator: ", what, ": ",
-                                             cudaGetErrorString(e)));
+  return absl::UnavailableError(
+      absl::StrCat("NCCL communicator: ", what, ": ", cudaGetErrorString(e)));
 }
 
 absl::Status NcclStatus(ncclResult_t r, ncclComm_t comm, const char* what) {
   if (r == ncclSuccess || r == ncclInProgress) return absl::OkStatus();
   const char* detail = comm != nullptr ? ncclGetLastError(comm) : nullptr;
-  return absl::InternalError(absl::StrCat("NCCL ", what, ": ", ncclGetErrorString(r),
-                                          detail != nullptr && *detail ? " (" : "",
-                                          detail != nullptr ? detail : "",
-                                          detail != nullptr && *detail ? ")" : ""));
+  return absl::InternalError(absl::StrCat(
+      "NCCL ", what, ": ", ncclGetErrorString(r), detail != nullptr && *detail ? " (" : "",
+      detail != nullptr ? detail : "", detail != nullptr && *detail ? ")" : ""));
 }
 
 // Polling interval while a non-blocking NCCL call or a collective is in flight: short
@@ -114,8 +113,8 @@ class NcclCommunicator final : public Communicator {
 
   absl::Status Broadcast(void* data, int64_t bytes, int root) override {
     if (root < 0 || root >= options_.world_size) {
-      return absl::InvalidArgumentError(absl::StrCat("NCCL Broadcast: root ", root,
-                                                     " is not a rank of ", options_.world_size));
+      return absl::InvalidArgumentError(
+          absl::StrCat("NCCL Broadcast: root ", root, " is not a rank of ", options_.world_size));
     }
     return Collective("ncclBroadcast", bytes, [&] {
       return ncclBroadcast(data, data, static_cast<size_t>(bytes), ncclUint8, root, comm_, stream_);
@@ -169,9 +168,10 @@ class NcclCommunicator final : public Communicator {
       if (state == ncclSuccess) return absl::OkStatus();
       if (state != ncclInProgress) return Fail(NcclStatus(state, comm_, what));
       if (absl::Now() > deadline) {
-        return Fail(absl::DeadlineExceededError(absl::StrCat(
-            what, " on rank ", options_.rank, " of ", options_.world_size, " did not complete within ",
-            absl::FormatDuration(options_.timeout), " (did every rank join?)")));
+        return Fail(absl::DeadlineExceededError(
+            absl::StrCat(what, " on rank ", options_.rank, " of ", options_.world_size,
+                         " did not complete within ", absl::FormatDuration(options_.timeout),
+                         " (did every rank join?)")));
       }
       std::this_thread::sleep_for(absl::ToChronoMicroseconds(kPollInterval));
     }
@@ -207,15 +207,15 @@ absl::StatusOr<std::string> NcclGetUniqueId() {
 
 absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const NcclOptions& options) {
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
-    return absl::InvalidArgumentError(absl::StrCat("NCCL: rank ", options.rank,
-                                                   " is not in a world of ", options.world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("NCCL: rank ", options.rank, " is not in a world of ", options.world_size));
   }
   const int devices = NcclVisibleDeviceCount();
   if (options.device < 0 || options.device >= devices) {
     return devices == 0 ? absl::UnavailableError("NCCL: no CUDA device is visible")
-                        : absl::InvalidArgumentError(absl::StrCat(
-                              "NCCL: device ", options.device, " is not one of the ", devices,
-                              " visible devices"));
+                        : absl::InvalidArgumentError(absl::StrCat("NCCL: device ", options.device,
+                                                                  " is not one of the ", devices,
+                                                                  " visible devices"));
   }
   if (options.timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("NCCL: timeout must be positive");
