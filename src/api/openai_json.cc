@@ -1,5 +1,6 @@
 #include "api/openai_json.h"
 
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <set>
@@ -40,10 +41,18 @@ class FieldReader {
   absl::StatusOr<std::optional<int64_t>> Int(const std::string& name) {
     const Json* v = Get(name);
     if (v == nullptr) return std::nullopt;
+    if (v->is_number_unsigned() &&
+        v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Invalid(name, absl::StrCat(v->dump(), " is out of range"));
+    }
     if (v->is_number_integer()) return v->get<int64_t>();
     if (v->is_number_float()) {
       const double d = v->get<double>();
-      if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+      if (d == std::trunc(d)) {
+        // Range first: casting a double outside int64 (1e300) to it is undefined.
+        if (d < -0x1p63 || d >= 0x1p63) return Invalid(name, absl::StrCat(d, " is out of range"));
+        return static_cast<int64_t>(d);
+      }
     }
     return Invalid(name, "must be an integer");
   }
