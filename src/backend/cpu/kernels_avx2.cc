@@ -47,16 +47,23 @@ void ConvertRow(DType dtype, const void* row, int64_t k0, int64_t n, float* out)
 // --- GEMV: one weight row against R activation rows, U independent accumulators -------
 
 template <DType D, int R, int U>
-void DotRow(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
+void DotRow(const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
+            const uint8_t* prefetch) {
+  constexpr int64_t kElemBytes = D == DType::kF32 ? 4 : 2;
   __m256 acc[R][U];
   for (int r = 0; r < R; ++r)
     for (int u = 0; u < U; ++u) acc[r][u] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 * U <= k; i += 8 * U) {
+    if (8 * U * kElemBytes >= 64 || (i * kElemBytes) % 64 == 0) {
+      for (int64_t p = 0; p < 8 * U * kElemBytes; p += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(prefetch) + i * kElemBytes + p, _MM_HINT_T0);
+      }
+    }
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) {
       const __m256 w = Weights<D>::Load(row, i + 8 * u);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         acc[r][u] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + r * ldx + i + 8 * u), acc[r][u]);
       }
@@ -77,14 +84,15 @@ void DotRow(const void* row, const float* x, int64_t ldx, int64_t k, float* sums
   }
 }
 
-// Q8_0: the block's dot product is formed in f32 from the int8 values and scaled once;
-// two blocks alternate between accumulators to hide the FMA latency.
+// Q8_0: the block's dot product is formed in f32 from the int8 values and scaled once.
+// Up to four rows, two blocks alternate between accumulators to hide the FMA latency;
+// beyond, the rows themselves are enough independent chains (and registers are short).
 template <int R>
 inline void DotQ8Block(const uint8_t* block, const float* x, int64_t ldx, __m256* acc) {
   const __m256 d = _mm256_set1_ps(Q8Scale(block));
   const __m256 w0 = LoadQ8(block + 2), w1 = LoadQ8(block + 10);
   const __m256 w2 = LoadQ8(block + 18), w3 = LoadQ8(block + 26);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     const float* xr = x + r * ldx;
     __m256 p = _mm256_mul_ps(w0, _mm256_loadu_ps(xr));
@@ -96,44 +104,51 @@ inline void DotQ8Block(const uint8_t* block, const float* x, int64_t ldx, __m256
 }
 
 template <int R>
-void DotRowQ8(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
-  const uint8_t* blocks = static_cast<const uint8_t*>(row);
+void DotRowQ8(const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
+              const uint8_t* prefetch) {
+  constexpr int kSets = R <= 4 ? 2 : 1;
   const int64_t nb = k / kQ8_0BlockElems;
-  __m256 even[R], odd[R];
-  for (int r = 0; r < R; ++r) even[r] = odd[r] = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    DotQ8Block<R>(blocks + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
-    DotQ8Block<R>(blocks + (b + 1) * kQ8_0BlockBytes, x + (b + 1) * kQ8_0BlockElems, ldx, odd);
+  __m256 acc[kSets][R];
+  for (int s = 0; s < kSets; ++s)
+    for (int r = 0; r < R; ++r) acc[s][r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    _mm_prefetch(reinterpret_cast<const char*>(prefetch) + b * kQ8_0BlockBytes, _MM_HINT_T0);
+    DotQ8Block<R>(row + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, acc[b % kSets]);
   }
-  if (b < nb) DotQ8Block<R>(blocks + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
-  for (int r = 0; r < R; ++r) sums[r] = Hsum(_mm256_add_ps(even[r], odd[r]));
-}
-
-template <DType D, int R>
-void DotRowAny(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
-  if constexpr (D == DType::kQ8_0) {
-    DotRowQ8<R>(row, x, ldx, k, sums);
-  } else {
-    DotRow<D, R, (R <= 2 ? 4 : 2)>(row, x, ldx, k, sums);
+  for (int r = 0; r < R; ++r) {
+    sums[r] = Hsum(kSets == 2 ? _mm256_add_ps(acc[0][r], acc[kSets - 1][r]) : acc[0][r]);
   }
 }
 
 template <DType D>
-void GemvTyped(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
-  const size_t row_bytes = RowBytes(D, a.k);
-  for (int64_t j = n_begin; j < n_end; ++j) {
-    const void* row = static_cast<const uint8_t*>(a.w) + j * row_bytes;
-    float sums[kGemvMaxRows];
-    switch (a.rows) {
-      case 1: DotRowAny<D, 1>(row, a.x, a.ldx, a.k, sums); break;
-      case 2: DotRowAny<D, 2>(row, a.x, a.ldx, a.k, sums); break;
-      case 3: DotRowAny<D, 3>(row, a.x, a.ldx, a.k, sums); break;
-      default: DotRowAny<D, 4>(row, a.x, a.ldx, a.k, sums); break;
+struct RowDot {
+  template <int R>
+  static void Typed(const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
+                    const uint8_t* prefetch) {
+    if constexpr (D == DType::kQ8_0) {
+      DotRowQ8<R>(row, x, ldx, k, sums, prefetch);
+    } else {
+      DotRow<D, R, (R <= 2 ? 4 : R <= 4 ? 2 : 1)>(row, x, ldx, k, sums, prefetch);
     }
-    const float bias = a.bias != nullptr ? a.bias[j] : 0.0f;
-    for (int r = 0; r < a.rows; ++r) a.out[r * a.ldo + j] = sums[r] + bias;
   }
+  static void Run(int rows, const uint8_t* row, const float* x, int64_t ldx, int64_t k,
+                  float* sums, const uint8_t* prefetch) {
+    switch (rows) {
+      case 1: return Typed<1>(row, x, ldx, k, sums, prefetch);
+      case 2: return Typed<2>(row, x, ldx, k, sums, prefetch);
+      case 3: return Typed<3>(row, x, ldx, k, sums, prefetch);
+      case 4: return Typed<4>(row, x, ldx, k, sums, prefetch);
+      case 5: return Typed<5>(row, x, ldx, k, sums, prefetch);
+      case 6: return Typed<6>(row, x, ldx, k, sums, prefetch);
+      case 7: return Typed<7>(row, x, ldx, k, sums, prefetch);
+      default: return Typed<8>(row, x, ldx, k, sums, prefetch);
+    }
+  }
+};
+
+template <DType D>
+void GemvTyped(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
+  GemvRows<D, RowDot<D>>(a, n_begin, n_end);
 }
 
 void Gemv(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
