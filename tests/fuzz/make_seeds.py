@@ -324,6 +324,43 @@ def chat_template_seeds():
         write(t, name, text)
 
 
+# ---------------------------------------------------------------------------- HTTP requests
+def http_request_seeds():
+    # First byte: 0 = POST /v1/completions, 1 = POST /v1/chat/completions; then the body.
+    t = "http_request_fuzz"
+    completions = {
+        "simple": {"model": "m", "prompt": "Once upon a time", "max_tokens": 16},
+        "ids": {"prompt": [[1, 15043, 3186]], "max_tokens": 4, "temperature": 0.0},
+        "sampling": {"prompt": "x", "n": 2, "best_of": 2, "temperature": 0.7, "top_p": 0.9,
+                     "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1,
+                     "presence_penalty": 0.5, "frequency_penalty": -0.5, "seed": 42,
+                     "stop": ["\n\n", "END"], "stop_token_ids": [2], "logprobs": 3,
+                     "ignore_eos": True, "skip_special_tokens": False,
+                     "add_special_tokens": True, "priority": 1, "user": "u",
+                     "stream": True, "stream_options": {"include_usage": True}},
+        "absurd": {"prompt": "x", "max_tokens": 1e300, "temperature": -1, "n": 2**40,
+                   "logprobs": -3, "stop": [""] * 3, "top_p": "high"},
+        "unknown-field": {"prompt": "x", "frobnicate": True},
+    }
+    chats = {
+        "simple": {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                                              {"role": "user", "content": "Hi \u00e9\u4f60"}]},
+        "parts": {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"},
+                                                            {"type": "text", "text": "b"}]}],
+                  "logprobs": True, "top_logprobs": 2, "max_completion_tokens": 8,
+                  "response_format": {"type": "text"}, "tool_choice": "none"},
+        "bad-messages": {"messages": [{"role": 3}, "x", {"content": None}]},
+        "tools": {"messages": [{"role": "user", "content": "x"}],
+                  "tools": [{"type": "function", "function": {"name": "f"}}]},
+    }
+    for name, body in completions.items():
+        write(t, f"completion-{name}.json", b"\0" + json.dumps(body).encode())
+    for name, body in chats.items():
+        write(t, f"chat-{name}.json", b"\1" + json.dumps(body).encode())
+    write(t, "chat-invalid-utf8.json", b'\1{"messages": [{"role": "user", "content": "\xff\xfe"}]}')
+    write(t, "completion-not-json", b"\0{\"prompt\": ")
+
+
 def main():
     # Reproducers of fixed bugs (regress-*) are kept; everything else is rewritten.
     for p in OUT.rglob("*"):
@@ -338,6 +375,7 @@ def main():
     tokenizer_json_seeds()
     encode_decode_seeds()
     chat_template_seeds()
+    http_request_seeds()
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {sum(1 for p in OUT.rglob('*') if p.is_file())} seeds, {total} bytes")
 
