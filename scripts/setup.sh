@@ -11,6 +11,7 @@ PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
   libcpp-httplib-dev libssl-dev openssl
   python3 gnuplot-nox
+  prometheus  # tests/e2e/prometheus_test scrapes a live server with it
 )
 
 missing=()
