@@ -20,7 +20,7 @@ constexpr int kHeads = 32, kKvHeads = 8, kHeadDim = 128, kBlockSize = 16;
 struct AttentionFixture {
   std::unique_ptr<Backend> backend;
   BatchPlan plan;
-  std::vector<float> q, out;
+  TensorView q, out;
   AttentionParams params{kHeads, kKvHeads, kHeadDim, 0.088388f, 0};
 
   // `batch` sequences, each with `context` tokens of which `new_tokens` are in this step.
@@ -60,14 +60,14 @@ struct AttentionFixture {
       plan.sequences.push_back(std::move(seq));
     }
     if (!backend->PlanStep(plan).ok()) return;
-    q.resize(static_cast<size_t>(plan.num_tokens()) * kHeads * kHeadDim);
-    for (float& v : q) v = dist(rng);
-    out.resize(q.size());
-  }
-  void Run() {
     const Shape shape{plan.num_tokens(), kHeads * kHeadDim};
-    backend->Attention(0, {q.data(), DType::kF32, shape}, params, {out.data(), DType::kF32, shape});
+    std::vector<float> host(shape.NumElements());
+    for (float& v : host) v = dist(rng);
+    q = *backend->Allocate(DType::kF32, shape);
+    out = *backend->Allocate(DType::kF32, shape);
+    backend->CopyFromHost(host.data(), q);
   }
+  void Run() { backend->Attention(0, q, params, out); }
 };
 
 // Args: batch, context, threads (0: all). With one thread the CPU column is the kernel's

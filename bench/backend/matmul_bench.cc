@@ -50,7 +50,7 @@ struct Fixture {
   std::unique_ptr<Backend> backend;
   std::vector<std::vector<uint8_t>> copies;
   std::vector<TensorView> weights;
-  std::vector<float> x, out;
+  TensorView x, out;  // backend activations: 64-byte aligned, as in the model
 
   Fixture(CpuIsa isa, DType dtype, int64_t t, int64_t n, int64_t k, bool rotate,
           int threads = 0)
@@ -63,15 +63,13 @@ struct Fixture {
       weights.push_back({copies.back().data(), dtype, Shape{n, k}});
     }
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-    x.resize(t * k);
-    for (float& v : x) v = dist(rng);
-    out.resize(t * n);
+    std::vector<float> host(t * k);
+    for (float& v : host) v = dist(rng);
+    x = *backend->Allocate(DType::kF32, Shape{t, k});
+    out = *backend->Allocate(DType::kF32, Shape{t, n});
+    backend->CopyFromHost(host.data(), x);
   }
-  void Run(size_t i, int64_t t) {
-    const TensorView& w = weights[i % weights.size()];
-    backend->MatMul({x.data(), DType::kF32, Shape{t, w.shape[1]}}, w, nullptr,
-                    {out.data(), DType::kF32, Shape{t, w.shape[0]}});
-  }
+  void Run(size_t i, int64_t) { backend->MatMul(x, weights[i % weights.size()], nullptr, out); }
 };
 
 std::string Label(CpuIsa isa, DType dtype) {

@@ -47,17 +47,19 @@ class MatMulTest : public BackendConformanceTest {
 };
 
 // Decode batches (GEMV), prefill batches (GEMM), and edges of every tiling: K not a
-// multiple of the vector width or of the K block, N not a multiple of the column tile,
-// T not a multiple of the row tile.
+// multiple of the vector width or of the K block, N not a multiple of the column tile or
+// of the GEMV's row group, T not a multiple of the row tile.
 const MatMulShape kFloatShapes[] = {
     {1, 64, 48},   {2, 96, 33},   {3, 40, 17},  {4, 128, 64},   {5, 72, 9},     {8, 264, 40},
     {1, 37, 5},    {9, 37, 31},   {13, 300, 70}, {64, 64, 64},  {150, 520, 130}, {7, 1024, 3},
     {33, 4, 129},  {1, 2048, 16}, {200, 48, 1}, {17, 257, 16},
+    // Decode batches whose activations outgrow L1: the GEMV sweeps K in blocks.
+    {4, 2048, 70}, {5, 1600, 150}, {8, 1030, 37}, {3, 3000, 9}, {2, 5000, 5},
 };
 // Q8_0 needs whole 32-element blocks along K.
 const MatMulShape kQ8Shapes[] = {
     {1, 64, 48}, {3, 96, 17}, {4, 288, 64}, {8, 544, 40}, {9, 32, 31}, {70, 320, 70},
-    {150, 512, 129}, {1, 2048, 16},
+    {150, 512, 129}, {1, 2048, 16}, {6, 1536, 70}, {8, 2048, 9}, {3, 2240, 66},
 };
 
 TEST_P(MatMulTest, F32Weights) {

@@ -147,6 +147,63 @@ void PackTyped(const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64
   }
 }
 
+// GEMV driver shared by the AVX2 and AVX-512 kernels. Dot::Run(rows, row, x, ldx, k, sums,
+// prefetch) dots one weight row (its first k elements from `row`) with `rows` activation
+// rows, and prefetches the bytes at `prefetch` as far as it reads from `row`.
+//
+// While the activations fit in L1 next to the weight stream, weight rows go one after
+// the other and the prefetch runs kGemvPrefetchBytes ahead in the same stream. Beyond
+// that (3+ rows of 4096) every weight row would re-read x from L2, which streamed at 60%
+// of the rate: K is then cut into blocks whose slice of x stays in L1, a group of weight
+// rows is swept block by block, and each piece prefetches the piece visited two later.
+inline constexpr int64_t kGemvPrefetchBytes = 8192;
+inline constexpr int64_t kGemvL1Bytes = 24 << 10;  // for x; the rest of L1 streams weights
+inline constexpr int64_t kGemvGroupRows = 64;
+
+template <DType D, typename Dot>
+void GemvRows(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
+  const size_t row_bytes = RowBytes(D, a.k);
+  const uint8_t* w = static_cast<const uint8_t*>(a.w);
+  const int64_t x_bytes = static_cast<int64_t>(a.rows) * a.k * 4;
+  // One or two rows of x stream from L2 fast enough (measured: blocking them costs more
+  // in broken weight streams than it saves). Q8_0 blocks must not straddle a K block:
+  // multiples of 64 elements suit every dtype.
+  const int64_t kb = a.rows <= 2 || x_bytes <= kGemvL1Bytes
+                         ? a.k
+                         : (kGemvL1Bytes / (4 * a.rows) / 64 > 0 ? kGemvL1Bytes / (4 * a.rows) / 64 * 64
+                                                                 : 64);
+  float sums[kGemvGroupRows][kGemvMaxRows];
+  for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemvGroupRows) {
+    const int64_t j1 = j0 + kGemvGroupRows < n_end ? j0 + kGemvGroupRows : n_end;
+    for (int64_t k0 = 0; k0 < a.k; k0 += kb) {
+      const int64_t kc = a.k - k0 < kb ? a.k - k0 : kb;
+      const size_t offset = RowBytes(D, k0);
+      for (int64_t j = j0; j < j1; ++j) {
+        const uint8_t* piece = w + j * row_bytes + offset;
+        const uint8_t* ahead;
+        if (kb == a.k) {
+          ahead = piece + kGemvPrefetchBytes;
+        } else if (j + 2 < j1) {
+          ahead = piece + 2 * row_bytes;
+        } else if (k0 + kb < a.k) {  // first rows of the group, next block
+          ahead = w + (j0 + (j + 2 - j1)) * row_bytes + RowBytes(D, k0 + kb);
+        } else {  // next group's first block
+          ahead = w + (j + 2 < n_end ? j + 2 : j) * row_bytes;
+        }
+        float part[kGemvMaxRows];
+        Dot::Run(a.rows, piece, a.x + k0, a.ldx, kc, part, ahead);
+        for (int r = 0; r < a.rows; ++r) {
+          sums[j - j0][r] = k0 == 0 ? part[r] : sums[j - j0][r] + part[r];
+        }
+      }
+    }
+    for (int64_t j = j0; j < j1; ++j) {
+      const float bias = a.bias != nullptr ? a.bias[j] : 0.0f;
+      for (int r = 0; r < a.rows; ++r) a.out[r * a.ldo + j] = sums[j - j0][r] + bias;
+    }
+  }
+}
+
 // exp(x) with ~2 ulp error (Cephes expf). Inputs are clamped to [-87.3, 88], so the
 // result is always a normal float: exp of anything below -87.3 reads as 1.2e-38.
 inline __m256 Exp(__m256 x) {

@@ -20,8 +20,8 @@ namespace tokenmill::cpu {
 // Columns of out (weight rows) one GEMM task packs at a time; a multiple of every
 // table's gemm_nr.
 inline constexpr int kGemmPanelCols = 64;
-// Activation rows one GEMV pass serves with each weight load.
-inline constexpr int kGemvMaxRows = 4;
+// Activation rows one GEMV pass serves with each weight load (the whole decode batch).
+inline constexpr int kGemvMaxRows = 8;
 // Largest head_dim the attention kernels accept.
 inline constexpr int kMaxHeadDim = 512;
 

@@ -111,9 +111,20 @@ void DotRowQ8(const uint8_t* row, const float* x, int64_t ldx, int64_t k, float*
   __m256 acc[kSets][R];
   for (int s = 0; s < kSets; ++s)
     for (int r = 0; r < R; ++r) acc[s][r] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    _mm_prefetch(reinterpret_cast<const char*>(prefetch) + b * kQ8_0BlockBytes, _MM_HINT_T0);
-    DotQ8Block<R>(row + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, acc[b % kSets]);
+  const char* pf = reinterpret_cast<const char*>(prefetch);
+  int64_t b = 0;
+  if constexpr (kSets == 2) {
+    for (; b + 2 <= nb; b += 2) {
+      _mm_prefetch(pf + b * kQ8_0BlockBytes, _MM_HINT_T0);
+      _mm_prefetch(pf + b * kQ8_0BlockBytes + 64, _MM_HINT_T0);
+      DotQ8Block<R>(row + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, acc[0]);
+      DotQ8Block<R>(row + (b + 1) * kQ8_0BlockBytes, x + (b + 1) * kQ8_0BlockElems, ldx,
+                    acc[kSets - 1]);
+    }
+  }
+  for (; b < nb; ++b) {
+    _mm_prefetch(pf + b * kQ8_0BlockBytes, _MM_HINT_T0);
+    DotQ8Block<R>(row + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, acc[0]);
   }
   for (int r = 0; r < R; ++r) {
     sums[r] = Hsum(kSets == 2 ? _mm256_add_ps(acc[0][r], acc[kSets - 1][r]) : acc[0][r]);

@@ -91,17 +91,23 @@ inline __m512 LoadQ8x16(const uint8_t* qs) {
 
 // --- GEMV -----------------------------------------------------------------------------
 
+// One weight row against R activation rows with U independent accumulators each.
 template <DType D, int R, int U>
-void DotRow(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
+void DotRow(const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
+            const uint8_t* prefetch) {
+  constexpr int64_t kElemBytes = D == DType::kF32 ? 4 : 2;
   __m512 acc[R][U];
   for (int r = 0; r < R; ++r)
     for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 * U <= k; i += 16 * U) {
+    for (int64_t p = 0; p < 16 * U * kElemBytes; p += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch) + i * kElemBytes + p, _MM_HINT_T0);
+    }
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) {
       const __m512 w = Weights16<D>::Load(row, i + 16 * u);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         acc[r][u] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + r * ldx + i + 16 * u), acc[r][u]);
       }
@@ -122,11 +128,13 @@ void DotRow(const void* row, const float* x, int64_t ldx, int64_t k, float* sums
   }
 }
 
+// Q8_0: each block's dot product is formed in f32 from the int8 values and scaled once;
+// two blocks alternate between accumulators to hide the FMA latency.
 template <int R>
 inline void DotQ8Block(const uint8_t* block, const float* x, int64_t ldx, __m512* acc) {
   const __m512 d = _mm512_set1_ps(Q8Scale(block));
   const __m512 w0 = LoadQ8x16(block + 2), w1 = LoadQ8x16(block + 18);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     const float* xr = x + r * ldx;
     const __m512 p = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xr + 16),
@@ -136,44 +144,52 @@ inline void DotQ8Block(const uint8_t* block, const float* x, int64_t ldx, __m512
 }
 
 template <int R>
-void DotRowQ8(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
-  const uint8_t* blocks = static_cast<const uint8_t*>(row);
+void DotRowQ8(const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
+              const uint8_t* prefetch) {
   const int64_t nb = k / kQ8_0BlockElems;
   __m512 even[R], odd[R];
   for (int r = 0; r < R; ++r) even[r] = odd[r] = _mm512_setzero_ps();
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
-    DotQ8Block<R>(blocks + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
-    DotQ8Block<R>(blocks + (b + 1) * kQ8_0BlockBytes, x + (b + 1) * kQ8_0BlockElems, ldx, odd);
+    const char* p = reinterpret_cast<const char*>(prefetch) + b * kQ8_0BlockBytes;
+    _mm_prefetch(p, _MM_HINT_T0);
+    _mm_prefetch(p + 64, _MM_HINT_T0);
+    DotQ8Block<R>(row + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
+    DotQ8Block<R>(row + (b + 1) * kQ8_0BlockBytes, x + (b + 1) * kQ8_0BlockElems, ldx, odd);
   }
-  if (b < nb) DotQ8Block<R>(blocks + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
+  if (b < nb) DotQ8Block<R>(row + b * kQ8_0BlockBytes, x + b * kQ8_0BlockElems, ldx, even);
   for (int r = 0; r < R; ++r) sums[r] = Hsum16(_mm512_add_ps(even[r], odd[r]));
 }
 
-template <DType D, int R>
-void DotRowAny(const void* row, const float* x, int64_t ldx, int64_t k, float* sums) {
-  if constexpr (D == DType::kQ8_0) {
-    DotRowQ8<R>(row, x, ldx, k, sums);
-  } else {
-    DotRow<D, R, (R <= 2 ? 4 : 2)>(row, x, ldx, k, sums);
+template <DType D>
+struct RowDot {
+  template <int R>
+  static void Typed(const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
+                    const uint8_t* prefetch) {
+    if constexpr (D == DType::kQ8_0) {
+      DotRowQ8<R>(row, x, ldx, k, sums, prefetch);
+    } else {
+      DotRow<D, R, (R <= 2 ? 4 : R <= 4 ? 2 : 1)>(row, x, ldx, k, sums, prefetch);
+    }
   }
-}
+  static void Run(int rows, const uint8_t* row, const float* x, int64_t ldx, int64_t k,
+                  float* sums, const uint8_t* prefetch) {
+    switch (rows) {
+      case 1: return Typed<1>(row, x, ldx, k, sums, prefetch);
+      case 2: return Typed<2>(row, x, ldx, k, sums, prefetch);
+      case 3: return Typed<3>(row, x, ldx, k, sums, prefetch);
+      case 4: return Typed<4>(row, x, ldx, k, sums, prefetch);
+      case 5: return Typed<5>(row, x, ldx, k, sums, prefetch);
+      case 6: return Typed<6>(row, x, ldx, k, sums, prefetch);
+      case 7: return Typed<7>(row, x, ldx, k, sums, prefetch);
+      default: return Typed<8>(row, x, ldx, k, sums, prefetch);
+    }
+  }
+};
 
 template <DType D>
 void GemvTyped(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
-  const size_t row_bytes = RowBytes(D, a.k);
-  for (int64_t j = n_begin; j < n_end; ++j) {
-    const void* row = static_cast<const uint8_t*>(a.w) + j * row_bytes;
-    float sums[kGemvMaxRows];
-    switch (a.rows) {
-      case 1: DotRowAny<D, 1>(row, a.x, a.ldx, a.k, sums); break;
-      case 2: DotRowAny<D, 2>(row, a.x, a.ldx, a.k, sums); break;
-      case 3: DotRowAny<D, 3>(row, a.x, a.ldx, a.k, sums); break;
-      default: DotRowAny<D, 4>(row, a.x, a.ldx, a.k, sums); break;
-    }
-    const float bias = a.bias != nullptr ? a.bias[j] : 0.0f;
-    for (int r = 0; r < a.rows; ++r) a.out[r * a.ldo + j] = sums[r] + bias;
-  }
+  GemvRows<D, RowDot<D>>(a, n_begin, n_end);
 }
 
 void Gemv(const GemvArgs& a, int64_t n_begin, int64_t n_end) {

@@ -13,7 +13,7 @@ namespace tokenmill::cpu {
 namespace {
 
 constexpr int64_t kMaxGemvBatch = 8;
-// Weight rows handled together so rows 4..7 of an 8-row batch find them still in cache.
+// Weight rows per task are a multiple of this (whole K-blocked groups, see avx2_util.h).
 constexpr int64_t kGemvRowBlock = 16;
 constexpr int64_t kKc = 256;  // multiple of the Q8_0 block
 constexpr int64_t kNb = kGemmPanelCols;
@@ -24,21 +24,18 @@ constexpr int64_t kMinParallelElements = 1 << 15;
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 void GemvRange(const KernelTable& kt, const MatMulArgs& a, int64_t n_begin, int64_t n_end) {
-  for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemvRowBlock) {
-    const int64_t j1 = std::min(n_end, j0 + kGemvRowBlock);
-    for (int64_t r0 = 0; r0 < a.num_rows; r0 += kGemvMaxRows) {
-      GemvArgs g;
-      g.dtype = a.w_dtype;
-      g.w = a.w;
-      g.k = a.k;
-      g.x = a.x + r0 * a.k;
-      g.ldx = a.k;
-      g.rows = static_cast<int>(std::min<int64_t>(kGemvMaxRows, a.num_rows - r0));
-      g.out = a.out + r0 * a.n;
-      g.ldo = a.n;
-      g.bias = a.bias;
-      kt.gemv(g, j0, j1);
-    }
+  for (int64_t r0 = 0; r0 < a.num_rows; r0 += kGemvMaxRows) {
+    GemvArgs g;
+    g.dtype = a.w_dtype;
+    g.w = a.w;
+    g.k = a.k;
+    g.x = a.x + r0 * a.k;
+    g.ldx = a.k;
+    g.rows = static_cast<int>(std::min<int64_t>(kGemvMaxRows, a.num_rows - r0));
+    g.out = a.out + r0 * a.n;
+    g.ldo = a.n;
+    g.bias = a.bias;
+    kt.gemv(g, n_begin, n_end);
   }
 }
 
