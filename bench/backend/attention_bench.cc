@@ -83,8 +83,15 @@ void BM_AttentionDecode(benchmark::State& state) {
   state.counters["of_bw"] = bytes / secs.wall / ReadBandwidth();
   if (!f.backend->Finish().ok()) state.SkipWithError("Attention failed");
 }
-BENCHMARK(BM_AttentionDecode)->Args({1, 512, 0})->Args({1, 2048, 0})->Args({8, 2048, 0})
-    ->Args({1, 8192, 0})->Args({1, 8192, 1})->ArgNames({"batch", "context", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AttentionDecode)
+    ->Args({1, 512, 0})
+    ->Args({1, 2048, 0})
+    ->Args({8, 2048, 0})
+    ->Args({1, 8192, 0})
+    ->Args({1, 8192, 1})
+    ->ArgNames({"batch", "context", "threads"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // Args: prefill chunk length (no cached context), threads (0: all).
 void BM_AttentionPrefill(benchmark::State& state) {
@@ -99,8 +106,12 @@ void BM_AttentionPrefill(benchmark::State& state) {
   state.counters["of_peak"] = flops / secs.wall / FmaPeak();
   if (!f.backend->Finish().ok()) state.SkipWithError("Attention failed");
 }
-BENCHMARK(BM_AttentionPrefill)->Args({512, 0})->Args({2048, 0})->Args({512, 1})
-    ->ArgNames({"T", "threads"})->UseRealTime()
+BENCHMARK(BM_AttentionPrefill)
+    ->Args({512, 0})
+    ->Args({2048, 0})
+    ->Args({512, 1})
+    ->ArgNames({"T", "threads"})
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

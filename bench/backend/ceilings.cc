@@ -115,7 +115,11 @@ void BM_MemoryReadSum(benchmark::State& state) {
   SetRate(state, "GB/s", static_cast<double>(kBufferBytes) * state.iterations(), t,
           pool.num_threads() == 1, 1e-9);
 }
-BENCHMARK(BM_MemoryReadSum)->Arg(0)->Arg(1)->ArgName("threads")->Unit(benchmark::kMillisecond)
+BENCHMARK(BM_MemoryReadSum)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("threads")
+    ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 // Counts bytes read plus bytes written.
@@ -156,8 +160,14 @@ void BM_FmaPeak(benchmark::State& state) {
           12.0 * width * 2 * kFmaIterations * pool.num_threads() * state.iterations(), t,
           pool.num_threads() == 1, 1e-9);
 }
-BENCHMARK(BM_FmaPeak)->Args({8, 0})->Args({16, 0})->Args({8, 1})->Args({16, 1})
-    ->ArgNames({"width", "threads"})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FmaPeak)
+    ->Args({8, 0})
+    ->Args({16, 0})
+    ->Args({8, 1})
+    ->Args({16, 1})
+    ->ArgNames({"width", "threads"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 template <typename Fn>
 double BestSeconds(int reps, Fn&& fn) {
@@ -165,7 +175,8 @@ double BestSeconds(int reps, Fn&& fn) {
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
 }
@@ -176,9 +187,8 @@ double ReadBandwidth() {
   static const double bw = [] {
     Buffer buf(kBufferBytes);
     cpu::ThreadPool pool(Threads());
-    const double s = BestSeconds(5, [&] {
-      benchmark::DoNotOptimize(ParallelSum(pool, buf.data.get(), kBufferBytes / 4));
-    });
+    const double s = BestSeconds(
+        5, [&] { benchmark::DoNotOptimize(ParallelSum(pool, buf.data.get(), kBufferBytes / 4)); });
     return static_cast<double>(kBufferBytes) / s;
   }();
   return bw;

@@ -27,20 +27,23 @@ std::vector<uint8_t> RandomWeight(DType dtype, int64_t n, int64_t k, std::mt1993
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   switch (dtype) {
     case DType::kF32:
-      for (size_t i = 0; i < bytes.size() / 4; ++i) reinterpret_cast<float*>(bytes.data())[i] = dist(rng);
+      for (size_t i = 0; i < bytes.size() / 4; ++i)
+        reinterpret_cast<float*>(bytes.data())[i] = dist(rng);
       break;
     case DType::kF16:
     case DType::kBF16:
       for (size_t i = 0; i < bytes.size() / 2; ++i) {
         const float f = dist(rng);
-        reinterpret_cast<uint16_t*>(bytes.data())[i] = dtype == DType::kF16 ? F32ToF16(f) : F32ToBf16(f);
+        reinterpret_cast<uint16_t*>(bytes.data())[i] =
+            dtype == DType::kF16 ? F32ToF16(f) : F32ToBf16(f);
       }
       break;
     default:  // Q8_0
       for (size_t b = 0; b < bytes.size() / kQ8_0BlockBytes; ++b) {
         const uint16_t d = F32ToF16(0.01f);
         std::memcpy(bytes.data() + b * kQ8_0BlockBytes, &d, 2);
-        for (int i = 0; i < kQ8_0BlockElems; ++i) bytes[b * kQ8_0BlockBytes + 2 + i] = static_cast<uint8_t>(rng() % 255);
+        for (int i = 0; i < kQ8_0BlockElems; ++i)
+          bytes[b * kQ8_0BlockBytes + 2 + i] = static_cast<uint8_t>(rng() % 255);
       }
   }
   return bytes;
@@ -52,8 +55,7 @@ struct Fixture {
   std::vector<TensorView> weights;
   TensorView x, out;  // backend activations: 64-byte aligned, as in the model
 
-  Fixture(CpuIsa isa, DType dtype, int64_t t, int64_t n, int64_t k, bool rotate,
-          int threads = 0)
+  Fixture(CpuIsa isa, DType dtype, int64_t t, int64_t n, int64_t k, bool rotate, int threads = 0)
       : backend(MakeCpuBackend({.num_threads = threads, .isa = isa})) {
     std::mt19937 rng(1);
     const size_t bytes = DTypeBytes(dtype, n * k);
@@ -106,7 +108,9 @@ void GemvArgs(benchmark::internal::Benchmark* b) {
     b->Args({0, 3, t, 4096, 4096, 0});
   }
 }
-BENCHMARK(BM_Gemv)->Apply(GemvArgs)->ArgNames({"isa", "dtype", "T", "N", "K", "threads"})
+BENCHMARK(BM_Gemv)
+    ->Apply(GemvArgs)
+    ->ArgNames({"isa", "dtype", "T", "N", "K", "threads"})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
@@ -140,7 +144,9 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
   b->Args({0, 2, 128, 2048, 2048, 1});
   b->Args({1, 0, 128, 2048, 2048, 1});
 }
-BENCHMARK(BM_Gemm)->Apply(GemmArgs)->ArgNames({"isa", "dtype", "T", "N", "K", "threads"})
+BENCHMARK(BM_Gemm)
+    ->Apply(GemmArgs)
+    ->ArgNames({"isa", "dtype", "T", "N", "K", "threads"})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -30,8 +30,8 @@ void ApplyLlama3Scaling(const RopeParams& p, std::vector<float>* inv_freq) {
   const float high_freq_factor = p.high_freq_factor;
   const float old_context_len = static_cast<float>(p.original_max_position_embeddings);
   // Python floats (double), which torch casts to float when comparing with a float32 tensor.
-  const float low_freq_wavelen = static_cast<float>(
-      static_cast<double>(p.original_max_position_embeddings) / low_freq_factor);
+  const float low_freq_wavelen =
+      static_cast<float>(static_cast<double>(p.original_max_position_embeddings) / low_freq_factor);
   const float high_freq_wavelen = static_cast<float>(
       static_cast<double>(p.original_max_position_embeddings) / high_freq_factor);
   const float two_pi = static_cast<float>(2.0 * M_PI);

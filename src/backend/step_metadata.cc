@@ -43,27 +43,27 @@ absl::Status CheckSequenceRows(const BatchPlan& plan, const BatchSequence& seq, 
                                int32_t expected_start) {
   const std::string name = absl::StrCat("sequences[", index, "]");
   if (seq.query_start != expected_start) {
-    return PlanError(name + ".query_start",
-                     absl::StrCat(seq.query_start, " but rows must be contiguous: expected ",
-                                  expected_start));
+    return PlanError(
+        name + ".query_start",
+        absl::StrCat(seq.query_start, " but rows must be contiguous: expected ", expected_start));
   }
   if (seq.num_query_tokens < 1 || seq.num_query_tokens > seq.context_len) {
-    return PlanError(name + ".num_query_tokens",
-                     absl::StrCat(seq.num_query_tokens, " must be in [1, context_len=",
-                                  seq.context_len, "]"));
+    return PlanError(
+        name + ".num_query_tokens",
+        absl::StrCat(seq.num_query_tokens, " must be in [1, context_len=", seq.context_len, "]"));
   }
   if (static_cast<int64_t>(seq.query_start) + seq.num_query_tokens > plan.num_tokens()) {
-    return PlanError(name, absl::StrCat("rows [", seq.query_start, ", ",
-                                        seq.query_start + seq.num_query_tokens,
-                                        ") exceed num_tokens ", plan.num_tokens()));
+    return PlanError(
+        name, absl::StrCat("rows [", seq.query_start, ", ", seq.query_start + seq.num_query_tokens,
+                           ") exceed num_tokens ", plan.num_tokens()));
   }
   const int32_t first_position = seq.context_len - seq.num_query_tokens;
   for (int32_t j = 0; j < seq.num_query_tokens; ++j) {
     const int32_t row = seq.query_start + j;
     if (plan.positions[row] != first_position + j) {
-      return PlanError(absl::StrCat("positions[", row, "]"),
-                       absl::StrCat(plan.positions[row], " but ", name, " expects ",
-                                    first_position + j));
+      return PlanError(
+          absl::StrCat("positions[", row, "]"),
+          absl::StrCat(plan.positions[row], " but ", name, " expects ", first_position + j));
     }
   }
   return absl::OkStatus();
@@ -75,8 +75,8 @@ absl::StatusOr<StepMetadata> BuildStepMetadata(const BatchPlan& plan, const KvCa
   TM_CHECK(spec.block_size >= 1, "KV cache block_size ", spec.block_size);
   const int32_t num_tokens = plan.num_tokens();
   if (plan.positions.size() != plan.token_ids.size()) {
-    return PlanError("positions", absl::StrCat("has ", plan.positions.size(),
-                                               " entries for ", num_tokens, " tokens"));
+    return PlanError("positions", absl::StrCat("has ", plan.positions.size(), " entries for ",
+                                               num_tokens, " tokens"));
   }
   for (int32_t t = 0; t < num_tokens; ++t) {
     if (plan.token_ids[t] < 0) {

@@ -26,8 +26,7 @@ TensorView HostWeight::view() const {
   return t;
 }
 
-HostWeight RandomWeight(std::mt19937& rng, DType dtype, int64_t rows, int64_t cols,
-                        float scale) {
+HostWeight RandomWeight(std::mt19937& rng, DType dtype, int64_t rows, int64_t cols, float scale) {
   HostWeight w;
   w.dtype = dtype;
   w.rows = rows;
@@ -75,9 +74,12 @@ HostWeight RandomWeight(std::mt19937& rng, DType dtype, int64_t rows, int64_t co
 
 float RoundToDType(float x, DType dtype) {
   switch (dtype) {
-    case DType::kF16: return F16ToF32(F32ToF16(x));
-    case DType::kBF16: return Bf16ToF32(F32ToBf16(x));
-    default: return x;
+    case DType::kF16:
+      return F16ToF32(F32ToF16(x));
+    case DType::kBF16:
+      return Bf16ToF32(F32ToBf16(x));
+    default:
+      return x;
   }
 }
 

@@ -44,8 +44,8 @@ struct SequenceShape {
 struct PagedScenario {
   KvCacheSpec spec;
   std::vector<SequenceShape> shapes;
-  BatchPlan history;  // writes the cached tokens (sequences with cached > 0 only)
-  BatchPlan step;     // the step under test: cached + new tokens of every sequence
+  BatchPlan history;             // writes the cached tokens (sequences with cached > 0 only)
+  BatchPlan step;                // the step under test: cached + new tokens of every sequence
   std::vector<int> history_seq;  // plan.sequences index in `history` -> scenario sequence
 };
 // Requires: spec.block_size, num_kv_heads, head_dim, num_layers set; fills num_blocks

@@ -172,8 +172,8 @@ TEST_P(AttentionTest, LongDecodeContext) {
 TEST_P(AttentionTest, CopyKvBlocksCopiesEveryLayer) {
   const int hd = 64, group = 2, heads = kKvHeads * group;
   const int64_t width = static_cast<int64_t>(kKvHeads) * hd;
-  const PagedScenario sc = MakePagedScenario(
-      rng(), {2, 0, 16, kKvHeads, hd, DType::kF32}, {{40, 1}}, /*spare_blocks=*/4);
+  const PagedScenario sc = MakePagedScenario(rng(), {2, 0, 16, kKvHeads, hd, DType::kF32},
+                                             {{40, 1}}, /*spare_blocks=*/4);
   AllocatePoisonedKvCache(sc.spec);
   const std::vector<int32_t> table = sc.step.sequences[0].block_table;
   std::vector<int32_t> spare;
@@ -222,8 +222,8 @@ TEST_P(AttentionTest, CopyKvBlocksCopiesEveryLayer) {
 
   backend().CopyKvBlocks(std::vector<std::pair<int32_t, int32_t>>{{0, sc.spec.num_blocks}});
   EXPECT_EQ(backend().Finish().code(), absl::StatusCode::kInvalidArgument);
-  backend().CopyKvBlocks(std::vector<std::pair<int32_t, int32_t>>{{spare[0], spare[1]},
-                                                                  {spare[1], spare[2]}});
+  backend().CopyKvBlocks(
+      std::vector<std::pair<int32_t, int32_t>>{{spare[0], spare[1]}, {spare[1], spare[2]}});
   EXPECT_EQ(backend().Finish().code(), absl::StatusCode::kInvalidArgument);
 }
 

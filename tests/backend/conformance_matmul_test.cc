@@ -17,7 +17,8 @@ std::vector<double> MatMulRef(const std::vector<float>& x, const HostWeight& w,
   for (int64_t i = 0; i < t; ++i) {
     for (int64_t j = 0; j < w.rows; ++j) {
       double s = bias != nullptr ? (*bias)[j] : 0.0;
-      for (int64_t c = 0; c < w.cols; ++c) s += static_cast<double>(x[i * w.cols + c]) * w.values[j * w.cols + c];
+      for (int64_t c = 0; c < w.cols; ++c)
+        s += static_cast<double>(x[i * w.cols + c]) * w.values[j * w.cols + c];
       out[i * w.rows + j] = s;
     }
   }
@@ -50,15 +51,32 @@ class MatMulTest : public BackendConformanceTest {
 // multiple of the vector width or of the K block, N not a multiple of the column tile or
 // of the GEMV's row group, T not a multiple of the row tile.
 const MatMulShape kFloatShapes[] = {
-    {1, 64, 48},   {2, 96, 33},   {3, 40, 17},  {4, 128, 64},   {5, 72, 9},     {8, 264, 40},
-    {1, 37, 5},    {9, 37, 31},   {13, 300, 70}, {64, 64, 64},  {150, 520, 130}, {7, 1024, 3},
-    {33, 4, 129},  {1, 2048, 16}, {200, 48, 1}, {17, 257, 16},
+    {1, 64, 48},
+    {2, 96, 33},
+    {3, 40, 17},
+    {4, 128, 64},
+    {5, 72, 9},
+    {8, 264, 40},
+    {1, 37, 5},
+    {9, 37, 31},
+    {13, 300, 70},
+    {64, 64, 64},
+    {150, 520, 130},
+    {7, 1024, 3},
+    {33, 4, 129},
+    {1, 2048, 16},
+    {200, 48, 1},
+    {17, 257, 16},
     // Decode batches whose activations outgrow L1: the GEMV sweeps K in blocks.
-    {4, 2048, 70}, {5, 1600, 150}, {8, 1030, 37}, {3, 3000, 9}, {2, 5000, 5},
+    {4, 2048, 70},
+    {5, 1600, 150},
+    {8, 1030, 37},
+    {3, 3000, 9},
+    {2, 5000, 5},
 };
 // Q8_0 needs whole 32-element blocks along K.
 const MatMulShape kQ8Shapes[] = {
-    {1, 64, 48}, {3, 96, 17}, {4, 288, 64}, {8, 544, 40}, {9, 32, 31}, {70, 320, 70},
+    {1, 64, 48},     {3, 96, 17},   {4, 288, 64},  {8, 544, 40}, {9, 32, 31},   {70, 320, 70},
     {150, 512, 129}, {1, 2048, 16}, {6, 1536, 70}, {8, 2048, 9}, {3, 2240, 66},
 };
 
@@ -96,8 +114,8 @@ TEST_P(EmbeddingTest, GathersRowsOfEveryDType) {
     SCOPED_TRACE(std::string(DTypeName(dtype)));
     const int64_t vocab = 50, dim = 96;
     const HostWeight table = RandomWeight(rng(), dtype, vocab, dim);
-    const PagedScenario sc = MakePagedScenario(
-        rng(), {1, 0, 16, 1, 8, DType::kF32}, {{0, 5}, {7, 1}, {0, 12}});
+    const PagedScenario sc =
+        MakePagedScenario(rng(), {1, 0, 16, 1, 8, DType::kF32}, {{0, 5}, {7, 1}, {0, 12}});
     BatchPlan plan = sc.step;
     for (int32_t& id : plan.token_ids) id = static_cast<int32_t>(rng()() % vocab);
     plan.token_ids[1] = plan.token_ids[3];  // a repeated id

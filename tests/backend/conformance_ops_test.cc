@@ -110,8 +110,7 @@ TEST_P(RopeTest, BothLayoutsAndScalings) {
         backend().Rope(qd, kd, heads, kv_heads, p);
         ASSERT_TRUE(backend().Finish().ok());
         EXPECT_LT(RelativeError(Download(qd), RopeRef(q, sc.step, heads, p)), tolerance("Rope"));
-        EXPECT_LT(RelativeError(Download(kd), RopeRef(k, sc.step, kv_heads, p)),
-                  tolerance("Rope"));
+        EXPECT_LT(RelativeError(Download(kd), RopeRef(k, sc.step, kv_heads, p)), tolerance("Rope"));
         backend().Free(qd);
         backend().Free(kd);
       }
@@ -155,7 +154,8 @@ TEST_P(ActivationTest, GatherLogitsRows) {
   backend().GatherLogitsRows(Upload(x, Shape{plan.num_tokens(), dim}), out);
   ASSERT_TRUE(backend().Finish().ok());
   std::vector<double> ref;
-  for (int32_t r : plan.logits_rows) ref.insert(ref.end(), x.begin() + r * dim, x.begin() + (r + 1) * dim);
+  for (int32_t r : plan.logits_rows)
+    ref.insert(ref.end(), x.begin() + r * dim, x.begin() + (r + 1) * dim);
   EXPECT_EQ(RelativeError(Download(out), ref), 0.0);
 }
 

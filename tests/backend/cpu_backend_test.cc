@@ -24,8 +24,8 @@ TensorView HostView(std::vector<float>& v, Shape shape) {
 std::vector<float> RunOps(Backend& backend, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<float> result;
-  for (const auto& [t, k, n] : {std::tuple<int, int, int>{1, 512, 300}, {5, 256, 129},
-                               {8, 1024, 64}, {77, 320, 200}}) {
+  for (const auto& [t, k, n] :
+       {std::tuple<int, int, int>{1, 512, 300}, {5, 256, 129}, {8, 1024, 64}, {77, 320, 200}}) {
     for (DType dtype : {DType::kF32, DType::kBF16, DType::kQ8_0}) {
       const HostWeight w = RandomWeight(rng, dtype, n, k);
       std::vector<float> x = RandomFloats(rng, t * k);
@@ -49,7 +49,8 @@ std::vector<float> RunOps(Backend& backend, uint32_t seed) {
   std::vector<float> q = RandomFloats(rng, t * width * group);
   std::vector<float> out(q.size());
   backend.Attention(0, HostView(q, Shape{t, width * group}),
-                    {kv_heads * group, kv_heads, hd, 0.125f, 0}, HostView(out, Shape{t, width * group}));
+                    {kv_heads * group, kv_heads, hd, 0.125f, 0},
+                    HostView(out, Shape{t, width * group}));
   EXPECT_TRUE(backend.Finish().ok());
   result.insert(result.end(), out.begin(), out.end());
   return result;
@@ -76,8 +77,7 @@ TEST(CpuBackendTest, KernelSetNames) {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     EXPECT_EQ(avx2, "avx2");
     EXPECT_EQ(best, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vl") &&
-                            __builtin_cpu_supports("avx512dq")
+                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
                         ? "avx512"
                         : "avx2");
   }

@@ -4,7 +4,8 @@
 // Arithmetic is fp32 throughout. Weights stay in their stored dtype (F32, F16, BF16, Q8_0)
 // and are converted inside the kernels; activations are F32; the KV cache is F32, F16 or
 // BF16. Kernels are chosen at run time: AVX-512 for the matmuls and AVX2+FMA+F16C for the
-// rest when the CPU has them, otherwise portable C++. Work is spread over a persistent thread pool owned by the backend.
+// rest when the CPU has them, otherwise portable C++. Work is spread over a persistent thread pool
+// owned by the backend.
 //
 // Determinism: for a given kernel set, results do not depend on the number of threads
 // (every output element is reduced in a fixed order by exactly one task).

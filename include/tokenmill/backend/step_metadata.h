@@ -16,8 +16,8 @@ struct StepMetadata {
   std::vector<int64_t> slot_mapping;
   // [num_tokens] index into plan.sequences of the sequence that owns each row.
   std::vector<int32_t> token_sequence;
-  int32_t max_query_len = 0;    // longest num_query_tokens in the step
-  int32_t max_context_len = 0;  // longest context_len in the step
+  int32_t max_query_len = 0;         // longest num_query_tokens in the step
+  int32_t max_context_len = 0;       // longest context_len in the step
   int32_t num_decode_sequences = 0;  // sequences with exactly one query row
 };
 

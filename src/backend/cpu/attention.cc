@@ -27,7 +27,7 @@ struct AttentionTask {
   int32_t kv_head;
   int32_t q_begin;  // query rows [q_begin, q_end) of the sequence
   int32_t q_end;
-  int64_t cost;     // keys x rows, for scheduling long tasks first
+  int64_t cost;  // keys x rows, for scheduling long tasks first
 };
 
 }  // namespace
@@ -95,11 +95,13 @@ void GatherRows(const KernelTable& kt, const BatchSequence& seq, const KvCacheSp
   KvCursor cur(seq, spec.block_size, g, cache, c0);
   KvCursor next(seq, spec.block_size, g, cache, c0);
   for (int64_t pos = c0; pos < std::min(c1, c0 + kPrefetchAhead); ++pos, next.Next()) {
-    for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(next.get() + head_bytes + b, 0, 3);
+    for (int64_t b = 0; b < row_bytes; b += 64)
+      __builtin_prefetch(next.get() + head_bytes + b, 0, 3);
   }
   for (int64_t pos = c0; pos < c1; ++pos, cur.Next()) {
     if (pos + kPrefetchAhead < c1) {
-      for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(next.get() + head_bytes + b, 0, 3);
+      for (int64_t b = 0; b < row_bytes; b += 64)
+        __builtin_prefetch(next.get() + head_bytes + b, 0, 3);
       next.Next();
     }
     const uint8_t* row = cur.get() + head_bytes;
@@ -165,8 +167,8 @@ void RunTask(CpuContext& ctx, int thread, const AttentionTask& task, const Batch
   st.l = st.m + rows;
   st.lo = reinterpret_cast<int32_t*>(st.l + rows);
   st.hi = st.lo + rows;
-  float* keys = reinterpret_cast<float*>(st.hi + rows);  // [lds, hd]
-  float* values = keys + static_cast<int64_t>(lds) * hd;   // [lds, hd] or panels
+  float* keys = reinterpret_cast<float*>(st.hi + rows);   // [lds, hd]
+  float* values = keys + static_cast<int64_t>(lds) * hd;  // [lds, hd] or panels
   float* packed_keys = values + static_cast<int64_t>(lds) * hd;
   InitTile(task, seq, q, params.scale, params.sliding_window, g, st);
 
@@ -260,8 +262,7 @@ std::vector<DecodeSplit> MakeDecodeSplits(const BatchPlan& plan, const KvCacheSp
 }  // namespace
 
 void PagedAttention(CpuContext& ctx, const BatchPlan& plan, const KvCacheSpec& spec,
-                    KvLayerView layer, const float* q, const AttentionParams& params,
-                    float* out) {
+                    KvLayerView layer, const float* q, const AttentionParams& params, float* out) {
   AttentionGeometry g;
   g.group = params.num_heads / params.num_kv_heads;
   g.num_heads = params.num_heads;
@@ -283,7 +284,8 @@ void PagedAttention(CpuContext& ctx, const BatchPlan& plan, const KvCacheSpec& s
   };
   std::vector<Work> work;
   work.reserve(tiles.size() + splits.size());
-  for (size_t i = 0; i < tiles.size(); ++i) work.push_back({tiles[i].cost, static_cast<int64_t>(i)});
+  for (size_t i = 0; i < tiles.size(); ++i)
+    work.push_back({tiles[i].cost, static_cast<int64_t>(i)});
   for (size_t i = 0; i < splits.size(); ++i) {
     work.push_back({(splits[i].key_end - splits[i].key_begin) * params.num_heads,
                     static_cast<int64_t>(tiles.size() + i)});
@@ -295,8 +297,8 @@ void PagedAttention(CpuContext& ctx, const BatchPlan& plan, const KvCacheSpec& s
     if (i < static_cast<int64_t>(tiles.size())) {
       RunTask(ctx, thread, tiles[i], plan, spec, layer, q, params, g, out);
     } else {
-      RunDecodeSplit(ctx, thread, splits[i - tiles.size()], plan, spec, layer, q, params.scale,
-                     g, out, partials);
+      RunDecodeSplit(ctx, thread, splits[i - tiles.size()], plan, spec, layer, q, params.scale, g,
+                     out, partials);
     }
   });
   ctx.pool->Run(static_cast<int64_t>(merges.size()), [&](int64_t m, int) {

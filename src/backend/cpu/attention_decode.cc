@@ -54,9 +54,9 @@ void RunDecodeSplit(CpuContext& ctx, int thread, const DecodeSplit& split, const
   const BatchSequence& seq = plan.sequences[split.seq];
   const int rows = g.num_heads, hd = g.head_dim, kv_heads = g.num_heads / g.group;
   const int64_t token_floats = g.kv_token_stride;
-  const int lds = static_cast<int>(std::clamp<int64_t>(
-      kChunkBytes / (token_floats * 4) / spec.block_size * spec.block_size, spec.block_size,
-      kChunkKeys));
+  const int lds = static_cast<int>(
+      std::clamp<int64_t>(kChunkBytes / (token_floats * 4) / spec.block_size * spec.block_size,
+                          spec.block_size, kChunkKeys));
   float* base = ctx.Scratch(thread, static_cast<size_t>(rows) * (2 * hd + 2 * lds + 4) +
                                         2 * static_cast<size_t>(lds) * token_floats);
   TileState st;

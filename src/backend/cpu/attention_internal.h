@@ -13,21 +13,21 @@ namespace tokenmill::cpu {
 inline constexpr int kChunkKeys = 128;
 
 struct AttentionGeometry {
-  int group;             // query heads per KV head
+  int group;  // query heads per KV head
   int num_heads;
   int head_dim;
-  int64_t q_row_stride;  // num_heads * head_dim
+  int64_t q_row_stride;     // num_heads * head_dim
   int64_t kv_token_stride;  // num_kv_heads * head_dim
-  size_t kv_bytes;       // bytes per cached element
+  size_t kv_bytes;          // bytes per cached element
 };
 
 struct TileState {
-  float* q;    // [rows, head_dim], pre-scaled
-  float* o;    // [rows, head_dim]
-  float* s;    // [rows, lds] scores of the current chunk of keys
-  float* p;    // [rows, lds] their probabilities
-  float* m;    // [rows] running max
-  float* l;    // [rows] running sum
+  float* q;     // [rows, head_dim], pre-scaled
+  float* o;     // [rows, head_dim]
+  float* s;     // [rows, lds] scores of the current chunk of keys
+  float* p;     // [rows, lds] their probabilities
+  float* m;     // [rows] running max
+  float* l;     // [rows] running sum
   int32_t* lo;  // [rows] first visible key position
   int32_t* hi;  // [rows] one past the last visible key position
 };

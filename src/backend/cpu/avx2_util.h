@@ -24,9 +24,12 @@ inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 
 inline size_t RowBytes(DType d, int64_t k) {
   switch (d) {
-    case DType::kF32: return static_cast<size_t>(k) * 4;
-    case DType::kQ8_0: return static_cast<size_t>(k / kQ8_0BlockElems) * kQ8_0BlockBytes;
-    default: return static_cast<size_t>(k) * 2;
+    case DType::kF32:
+      return static_cast<size_t>(k) * 4;
+    case DType::kQ8_0:
+      return static_cast<size_t>(k / kQ8_0BlockElems) * kQ8_0BlockBytes;
+    default:
+      return static_cast<size_t>(k) * 2;
   }
 }
 
@@ -69,7 +72,8 @@ struct Weights<DType::kBF16> {
 };
 
 inline __m256 LoadQ8(const uint8_t* qs) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs))));
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs))));
 }
 
 inline float Q8Scale(const uint8_t* block) {
@@ -126,8 +130,8 @@ void PackTyped(const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64
   for (int j0 = 0; j0 < kNr; j0 += 8) {
     const void* rows[8];
     for (int r = 0; r < 8; ++r) {
-      rows[r] = j0 + r < cols ? static_cast<const uint8_t*>(w) + (n0 + j0 + r) * row_bytes
-                              : nullptr;
+      rows[r] =
+          j0 + r < cols ? static_cast<const uint8_t*>(w) + (n0 + j0 + r) * row_bytes : nullptr;
     }
     int64_t i = 0;
     for (; i + 8 <= kc; i += 8) {
@@ -140,8 +144,7 @@ void PackTyped(const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64
     }
     for (; i < kc; ++i) {
       for (int r = 0; r < 8; ++r) {
-        packed[i * kNr + j0 + r] =
-            rows[r] != nullptr ? Weights<D>::Scalar(rows[r], k0 + i) : 0.0f;
+        packed[i * kNr + j0 + r] = rows[r] != nullptr ? Weights<D>::Scalar(rows[r], k0 + i) : 0.0f;
       }
     }
   }
@@ -168,10 +171,10 @@ void GemvRows(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
   // One or two rows of x stream from L2 fast enough (measured: blocking them costs more
   // in broken weight streams than it saves). Q8_0 blocks must not straddle a K block:
   // multiples of 64 elements suit every dtype.
-  const int64_t kb = a.rows <= 2 || x_bytes <= kGemvL1Bytes
-                         ? a.k
-                         : (kGemvL1Bytes / (4 * a.rows) / 64 > 0 ? kGemvL1Bytes / (4 * a.rows) / 64 * 64
-                                                                 : 64);
+  const int64_t kb =
+      a.rows <= 2 || x_bytes <= kGemvL1Bytes
+          ? a.k
+          : (kGemvL1Bytes / (4 * a.rows) / 64 > 0 ? kGemvL1Bytes / (4 * a.rows) / 64 * 64 : 64);
   float sums[kGemvGroupRows][kGemvMaxRows];
   for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemvGroupRows) {
     const int64_t j1 = j0 + kGemvGroupRows < n_end ? j0 + kGemvGroupRows : n_end;
@@ -220,8 +223,8 @@ inline __m256 Exp(__m256 x) {
   y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
   y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
   y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-  const __m256i pow2 = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  const __m256i pow2 =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2));
 }
 

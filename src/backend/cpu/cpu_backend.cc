@@ -140,14 +140,14 @@ absl::StatusOr<TensorView> CpuBackend::UploadWeight(const TensorView& host) {
       }
       return host;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "UploadWeight: unsupported weight dtype ", std::string(DTypeName(host.dtype))));
+      return absl::InvalidArgumentError(absl::StrCat("UploadWeight: unsupported weight dtype ",
+                                                     std::string(DTypeName(host.dtype))));
   }
 }
 
 absl::Status CpuBackend::AllocateKvCache(const KvCacheSpec& spec) {
-  if (spec.num_layers < 1 || spec.num_blocks < 1 || spec.block_size < 1 ||
-      spec.num_kv_heads < 1 || spec.head_dim < 1 || spec.head_dim > kMaxHeadDim) {
+  if (spec.num_layers < 1 || spec.num_blocks < 1 || spec.block_size < 1 || spec.num_kv_heads < 1 ||
+      spec.head_dim < 1 || spec.head_dim > kMaxHeadDim) {
     return absl::InvalidArgumentError(absl::StrCat(
         "AllocateKvCache: bad geometry (layers ", spec.num_layers, ", blocks ", spec.num_blocks,
         ", block_size ", spec.block_size, ", kv_heads ", spec.num_kv_heads, ", head_dim ",
@@ -159,9 +159,9 @@ absl::Status CpuBackend::AllocateKvCache(const KvCacheSpec& spec) {
   }
   kv_layers_.clear();
   has_plan_ = false;
-  const size_t bytes = DTypeBytes(spec.dtype, static_cast<int64_t>(spec.num_blocks) *
-                                                  spec.block_size * spec.num_kv_heads *
-                                                  spec.head_dim);
+  const size_t bytes =
+      DTypeBytes(spec.dtype, static_cast<int64_t>(spec.num_blocks) * spec.block_size *
+                                 spec.num_kv_heads * spec.head_dim);
   for (int l = 0; l < spec.num_layers; ++l) {
     Allocation k(AllocateLarge(bytes));
     Allocation v(AllocateLarge(bytes));

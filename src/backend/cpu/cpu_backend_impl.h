@@ -39,10 +39,9 @@ class CpuBackend final : public Backend {
   absl::Status Finish() override;
 
   void Embedding(const TensorView& table, TensorView out) override;
-  void RmsNorm(const TensorView& x, const TensorView& weight, float eps,
-               TensorView out) override;
-  void AddRmsNorm(TensorView residual, const TensorView& delta, const TensorView& weight,
-                  float eps, TensorView out) override;
+  void RmsNorm(const TensorView& x, const TensorView& weight, float eps, TensorView out) override;
+  void AddRmsNorm(TensorView residual, const TensorView& delta, const TensorView& weight, float eps,
+                  TensorView out) override;
   void MatMul(const TensorView& x, const TensorView& w, const TensorView* bias,
               TensorView out) override;
   void Rope(TensorView q, TensorView k, int num_heads, int num_kv_heads,

@@ -16,10 +16,10 @@ bool IsWeightDType(DType d) {
 bool CpuBackend::CheckNormWeight(std::string_view op, const TensorView& weight, int64_t dim) {
   const bool dtype_ok =
       weight.dtype == DType::kF32 || weight.dtype == DType::kF16 || weight.dtype == DType::kBF16;
-  return Check(weight.data != nullptr && dtype_ok && weight.NumElements() == dim, op,
-               absl::StrCat("weight ", std::string(DTypeName(weight.dtype)),
-                            weight.shape.ToString(), " must be F32/F16/BF16 with ", dim,
-                            " elements"));
+  return Check(
+      weight.data != nullptr && dtype_ok && weight.NumElements() == dim, op,
+      absl::StrCat("weight ", std::string(DTypeName(weight.dtype)), weight.shape.ToString(),
+                   " must be F32/F16/BF16 with ", dim, " elements"));
 }
 
 void CpuBackend::Embedding(const TensorView& table, TensorView out) {
@@ -42,8 +42,7 @@ void CpuBackend::Embedding(const TensorView& table, TensorView out) {
                 out.As<float>());
 }
 
-void CpuBackend::RmsNorm(const TensorView& x, const TensorView& weight, float eps,
-                         TensorView out) {
+void CpuBackend::RmsNorm(const TensorView& x, const TensorView& weight, float eps, TensorView out) {
   constexpr std::string_view kOp = "RmsNorm";
   if (!status_.ok()) return;
   if (!CheckF32(kOp, "x", x, -1, -1) || !CheckF32(kOp, "out", out, x.Rows(), x.Cols()) ||
@@ -54,18 +53,17 @@ void CpuBackend::RmsNorm(const TensorView& x, const TensorView& weight, float ep
               out.As<float>());
 }
 
-void CpuBackend::AddRmsNorm(TensorView residual, const TensorView& delta,
-                            const TensorView& weight, float eps, TensorView out) {
+void CpuBackend::AddRmsNorm(TensorView residual, const TensorView& delta, const TensorView& weight,
+                            float eps, TensorView out) {
   constexpr std::string_view kOp = "AddRmsNorm";
   if (!status_.ok()) return;
   const int64_t rows = residual.Rows(), cols = residual.Cols();
-  if (!CheckF32(kOp, "residual", residual, -1, -1) ||
-      !CheckF32(kOp, "delta", delta, rows, cols) || !CheckF32(kOp, "out", out, rows, cols) ||
-      !CheckNormWeight(kOp, weight, cols)) {
+  if (!CheckF32(kOp, "residual", residual, -1, -1) || !CheckF32(kOp, "delta", delta, rows, cols) ||
+      !CheckF32(kOp, "out", out, rows, cols) || !CheckNormWeight(kOp, weight, cols)) {
     return;
   }
-  RmsNormRows(ctx_, residual.As<float>(), delta.As<float>(), weight.dtype, weight.data, eps,
-              rows, cols, out.As<float>());
+  RmsNormRows(ctx_, residual.As<float>(), delta.As<float>(), weight.dtype, weight.data, eps, rows,
+              cols, out.As<float>());
 }
 
 void CpuBackend::MatMul(const TensorView& x, const TensorView& w, const TensorView* bias,
@@ -83,8 +81,9 @@ void CpuBackend::MatMul(const TensorView& x, const TensorView& w, const TensorVi
   const bool has_bias = bias != nullptr && bias->data != nullptr;
   if (has_bias && !CheckF32(kOp, "bias", *bias, 1, n)) return;
   if (!Check(out.data != x.data, kOp, "out must not alias x")) return;
-  MatMulArgs args{x.As<float>(), x.Rows(), k, w.dtype, w.data, n,
-                  has_bias ? bias->As<float>() : nullptr, out.As<float>()};
+  MatMulArgs args{
+      x.As<float>(),  x.Rows(), k, w.dtype, w.data, n, has_bias ? bias->As<float>() : nullptr,
+      out.As<float>()};
   cpu::MatMul(ctx_, args);
 }
 
@@ -94,8 +93,7 @@ void CpuBackend::Rope(TensorView q, TensorView k, int num_heads, int num_kv_head
   if (!status_.ok() || !CheckPlan(kOp)) return;
   const int hd = params.head_dim;
   const int rotary = params.rotary_dim > 0 ? params.rotary_dim : hd;
-  if (!Check(hd > 0 && rotary % 2 == 0 && rotary <= hd && num_heads > 0 && num_kv_heads > 0,
-             kOp,
+  if (!Check(hd > 0 && rotary % 2 == 0 && rotary <= hd && num_heads > 0 && num_kv_heads > 0, kOp,
              absl::StrCat("head_dim ", hd, ", rotary_dim ", rotary, ", heads ", num_heads, "/",
                           num_kv_heads)) ||
       !CheckF32(kOp, "q", q, plan_.num_tokens(), static_cast<int64_t>(num_heads) * hd) ||
@@ -127,27 +125,25 @@ void CpuBackend::Attention(int layer, const TensorView& q, const AttentionParams
   const int64_t width = static_cast<int64_t>(params.num_heads) * params.head_dim;
   if (!Check(layer >= 0 && layer < kv_spec_.num_layers, kOp,
              absl::StrCat("layer ", layer, " outside [0, ", kv_spec_.num_layers, ")")) ||
-      !Check(params.num_kv_heads == kv_spec_.num_kv_heads &&
-                 params.head_dim == kv_spec_.head_dim && params.num_heads > 0 &&
-                 params.num_heads % params.num_kv_heads == 0 && params.sliding_window >= 0,
-             kOp,
-             absl::StrCat("heads ", params.num_heads, "/", params.num_kv_heads, " x ",
-                          params.head_dim, " (sliding_window ", params.sliding_window,
-                          ") do not fit the KV cache's ", kv_spec_.num_kv_heads, " x ",
-                          kv_spec_.head_dim)) ||
+      !Check(
+          params.num_kv_heads == kv_spec_.num_kv_heads && params.head_dim == kv_spec_.head_dim &&
+              params.num_heads > 0 && params.num_heads % params.num_kv_heads == 0 &&
+              params.sliding_window >= 0,
+          kOp,
+          absl::StrCat("heads ", params.num_heads, "/", params.num_kv_heads, " x ", params.head_dim,
+                       " (sliding_window ", params.sliding_window, ") do not fit the KV cache's ",
+                       kv_spec_.num_kv_heads, " x ", kv_spec_.head_dim)) ||
       !CheckF32(kOp, "q", q, plan_.num_tokens(), width) ||
       !CheckF32(kOp, "out", out, plan_.num_tokens(), width)) {
     return;
   }
-  PagedAttention(ctx_, plan_, kv_spec_, LayerView(layer), q.As<float>(), params,
-                 out.As<float>());
+  PagedAttention(ctx_, plan_, kv_spec_, LayerView(layer), q.As<float>(), params, out.As<float>());
 }
 
 void CpuBackend::SiluMul(const TensorView& gate, const TensorView& up, TensorView out) {
   constexpr std::string_view kOp = "SiluMul";
   if (!status_.ok()) return;
-  if (!CheckF32(kOp, "gate", gate, -1, -1) ||
-      !CheckF32(kOp, "up", up, gate.Rows(), gate.Cols()) ||
+  if (!CheckF32(kOp, "gate", gate, -1, -1) || !CheckF32(kOp, "up", up, gate.Rows(), gate.Cols()) ||
       !CheckF32(kOp, "out", out, gate.Rows(), gate.Cols())) {
     return;
   }

@@ -27,12 +27,12 @@ inline constexpr int kMaxHeadDim = 512;
 
 struct GemvArgs {
   DType dtype;
-  const void* w;     // [N, K]
+  const void* w;  // [N, K]
   int64_t k;
-  const float* x;    // [rows, k], row stride ldx
+  const float* x;  // [rows, k], row stride ldx
   int64_t ldx;
-  int rows;          // 1..kGemvMaxRows
-  float* out;        // [rows, N], row stride ldo
+  int rows;    // 1..kGemvMaxRows
+  float* out;  // [rows, N], row stride ldo
   int64_t ldo;
   const float* bias;  // [N] or null
 };
@@ -61,9 +61,8 @@ struct KernelTable {
 
   // s[r * lds + t] = dot(q[r * ldq ...], key_t) for r < rows, t < tokens, where key_t
   // is the head_dim-long K row at keys + t * key_stride (kv dtype F32/F16/BF16).
-  void (*attn_scores)(const float* q, int64_t ldq, int rows, const void* keys,
-                      int64_t key_stride, int tokens, int head_dim, DType kv_dtype, float* s,
-                      int64_t lds);
+  void (*attn_scores)(const float* q, int64_t ldq, int rows, const void* keys, int64_t key_stride,
+                      int tokens, int head_dim, DType kv_dtype, float* s, int64_t lds);
 
   // o[r * ldo ...] += sum_t p[r * ldp + t] * value_t for r < rows, t < tokens.
   void (*attn_values)(const float* p, int64_t ldp, int rows, const void* values,

@@ -36,11 +36,16 @@ void ConvertTyped(const void* row, int64_t k0, int64_t n, float* out) {
 
 void ConvertRow(DType dtype, const void* row, int64_t k0, int64_t n, float* out) {
   switch (dtype) {
-    case DType::kF32: return ConvertTyped<DType::kF32>(row, k0, n, out);
-    case DType::kF16: return ConvertTyped<DType::kF16>(row, k0, n, out);
-    case DType::kBF16: return ConvertTyped<DType::kBF16>(row, k0, n, out);
-    case DType::kQ8_0: return ConvertTyped<DType::kQ8_0>(row, k0, n, out);
-    default: return;
+    case DType::kF32:
+      return ConvertTyped<DType::kF32>(row, k0, n, out);
+    case DType::kF16:
+      return ConvertTyped<DType::kF16>(row, k0, n, out);
+    case DType::kBF16:
+      return ConvertTyped<DType::kBF16>(row, k0, n, out);
+    case DType::kQ8_0:
+      return ConvertTyped<DType::kQ8_0>(row, k0, n, out);
+    default:
+      return;
   }
 }
 
@@ -142,17 +147,25 @@ struct RowDot {
       DotRow<D, R, (R <= 2 ? 4 : R <= 4 ? 2 : 1)>(row, x, ldx, k, sums, prefetch);
     }
   }
-  static void Run(int rows, const uint8_t* row, const float* x, int64_t ldx, int64_t k,
-                  float* sums, const uint8_t* prefetch) {
+  static void Run(int rows, const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
+                  const uint8_t* prefetch) {
     switch (rows) {
-      case 1: return Typed<1>(row, x, ldx, k, sums, prefetch);
-      case 2: return Typed<2>(row, x, ldx, k, sums, prefetch);
-      case 3: return Typed<3>(row, x, ldx, k, sums, prefetch);
-      case 4: return Typed<4>(row, x, ldx, k, sums, prefetch);
-      case 5: return Typed<5>(row, x, ldx, k, sums, prefetch);
-      case 6: return Typed<6>(row, x, ldx, k, sums, prefetch);
-      case 7: return Typed<7>(row, x, ldx, k, sums, prefetch);
-      default: return Typed<8>(row, x, ldx, k, sums, prefetch);
+      case 1:
+        return Typed<1>(row, x, ldx, k, sums, prefetch);
+      case 2:
+        return Typed<2>(row, x, ldx, k, sums, prefetch);
+      case 3:
+        return Typed<3>(row, x, ldx, k, sums, prefetch);
+      case 4:
+        return Typed<4>(row, x, ldx, k, sums, prefetch);
+      case 5:
+        return Typed<5>(row, x, ldx, k, sums, prefetch);
+      case 6:
+        return Typed<6>(row, x, ldx, k, sums, prefetch);
+      case 7:
+        return Typed<7>(row, x, ldx, k, sums, prefetch);
+      default:
+        return Typed<8>(row, x, ldx, k, sums, prefetch);
     }
   }
 };
@@ -164,24 +177,34 @@ void GemvTyped(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
 
 void Gemv(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
   switch (a.dtype) {
-    case DType::kF32: return GemvTyped<DType::kF32>(a, n_begin, n_end);
-    case DType::kF16: return GemvTyped<DType::kF16>(a, n_begin, n_end);
-    case DType::kBF16: return GemvTyped<DType::kBF16>(a, n_begin, n_end);
-    case DType::kQ8_0: return GemvTyped<DType::kQ8_0>(a, n_begin, n_end);
-    default: return;
+    case DType::kF32:
+      return GemvTyped<DType::kF32>(a, n_begin, n_end);
+    case DType::kF16:
+      return GemvTyped<DType::kF16>(a, n_begin, n_end);
+    case DType::kBF16:
+      return GemvTyped<DType::kBF16>(a, n_begin, n_end);
+    case DType::kQ8_0:
+      return GemvTyped<DType::kQ8_0>(a, n_begin, n_end);
+    default:
+      return;
   }
 }
 
 // --- GEMM: panel packing and the 6x16 micro-kernel --------------------------------------
 
-void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0,
-               int64_t kc, float* packed) {
+void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64_t kc,
+               float* packed) {
   switch (dtype) {
-    case DType::kF32: return PackTyped<DType::kF32, kNr>(w, k, n0, cols, k0, kc, packed);
-    case DType::kF16: return PackTyped<DType::kF16, kNr>(w, k, n0, cols, k0, kc, packed);
-    case DType::kBF16: return PackTyped<DType::kBF16, kNr>(w, k, n0, cols, k0, kc, packed);
-    case DType::kQ8_0: return PackTyped<DType::kQ8_0, kNr>(w, k, n0, cols, k0, kc, packed);
-    default: return;
+    case DType::kF32:
+      return PackTyped<DType::kF32, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kF16:
+      return PackTyped<DType::kF16, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kBF16:
+      return PackTyped<DType::kBF16, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kQ8_0:
+      return PackTyped<DType::kQ8_0, kNr>(w, k, n0, cols, k0, kc, packed);
+    default:
+      return;
   }
 }
 
@@ -193,8 +216,8 @@ inline __m256i LaneMask(int n) {
 // Edge tiles (cols < 16) use masked loads and stores of c; the k loop is the same. (An
 // edge buffer that c may alias made GCC keep the accumulators in memory.)
 template <int R>
-void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
-                 float* c, int64_t ldc, bool accumulate) {
+void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float* packed, float* c,
+                 int64_t ldc, bool accumulate) {
   __m256 acc[R][2];
   for (int r = 0; r < R; ++r) {
     if (accumulate) {
@@ -224,12 +247,18 @@ void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float*
 void GemmMicro(int rows, int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
                float* c, int64_t ldc, bool accumulate) {
   switch (rows) {
-    case 1: return MicroKernel<1>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 2: return MicroKernel<2>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 3: return MicroKernel<3>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 4: return MicroKernel<4>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 5: return MicroKernel<5>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    default: return MicroKernel<6>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 1:
+      return MicroKernel<1>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 2:
+      return MicroKernel<2>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 3:
+      return MicroKernel<3>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 4:
+      return MicroKernel<4>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 5:
+      return MicroKernel<5>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    default:
+      return MicroKernel<6>(cols, kc, x, ldx, packed, c, ldc, accumulate);
   }
 }
 
@@ -261,8 +290,7 @@ bool CpuHasF16c() {
 const KernelTable* Avx2Kernels() {
   static const KernelTable* const table = []() -> const KernelTable* {
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-        !CpuHasF16c()) {
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !CpuHasF16c()) {
       return nullptr;
     }
     static KernelTable t = GenericKernels();

@@ -59,8 +59,8 @@ void ScoresTyped(const float* q, int64_t ldq, int rows, const void* keys, int64_
 
 // o[r, d0:d0+8*NV] for R rows kept in registers across all tokens.
 template <DType D, int R, int NV>
-void ValuesTile(const float* p, int64_t ldp, const void* values, int64_t value_stride,
-                int tokens, int d0, float* o, int64_t ldo) {
+void ValuesTile(const float* p, int64_t ldp, const void* values, int64_t value_stride, int tokens,
+                int d0, float* o, int64_t ldo) {
   __m256 acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_loadu_ps(o + r * ldo + d0 + 8 * v);
@@ -78,8 +78,8 @@ void ValuesTile(const float* p, int64_t ldp, const void* values, int64_t value_s
 }
 
 template <DType D, int R>
-void ValuesRows(const float* p, int64_t ldp, const void* values, int64_t value_stride,
-                int tokens, int head_dim, float* o, int64_t ldo) {
+void ValuesRows(const float* p, int64_t ldp, const void* values, int64_t value_stride, int tokens,
+                int head_dim, float* o, int64_t ldo) {
   int d0 = 0;
   for (; d0 + 32 <= head_dim; d0 += 32) {
     ValuesTile<D, R, 4>(p, ldp, values, value_stride, tokens, d0, o, ldo);
@@ -90,8 +90,8 @@ void ValuesRows(const float* p, int64_t ldp, const void* values, int64_t value_s
 }
 
 template <DType D>
-void ValuesTyped(const float* p, int64_t ldp, int rows, const void* values,
-                 int64_t value_stride, int tokens, int head_dim, float* o, int64_t ldo) {
+void ValuesTyped(const float* p, int64_t ldp, int rows, const void* values, int64_t value_stride,
+                 int tokens, int head_dim, float* o, int64_t ldo) {
   int r = 0;
   for (; r + 2 <= rows; r += 2) {
     ValuesRows<D, 2>(p + r * ldp, ldp, values, value_stride, tokens, head_dim, o + r * ldo, ldo);
@@ -104,8 +104,8 @@ void ValuesTyped(const float* p, int64_t ldp, int rows, const void* values,
 void AttnScores(const float* q, int64_t ldq, int rows, const void* keys, int64_t key_stride,
                 int tokens, int head_dim, DType kv_dtype, float* s, int64_t lds) {
   if (head_dim % 8 != 0) {
-    return GenericKernels().attn_scores(q, ldq, rows, keys, key_stride, tokens, head_dim,
-                                        kv_dtype, s, lds);
+    return GenericKernels().attn_scores(q, ldq, rows, keys, key_stride, tokens, head_dim, kv_dtype,
+                                        s, lds);
   }
   switch (kv_dtype) {
     case DType::kF16:
@@ -125,14 +125,12 @@ void AttnValues(const float* p, int64_t ldp, int rows, const void* values, int64
   }
   switch (kv_dtype) {
     case DType::kF16:
-      return ValuesTyped<DType::kF16>(p, ldp, rows, values, value_stride, tokens, head_dim, o,
-                                      ldo);
+      return ValuesTyped<DType::kF16>(p, ldp, rows, values, value_stride, tokens, head_dim, o, ldo);
     case DType::kBF16:
       return ValuesTyped<DType::kBF16>(p, ldp, rows, values, value_stride, tokens, head_dim, o,
                                        ldo);
     default:
-      return ValuesTyped<DType::kF32>(p, ldp, rows, values, value_stride, tokens, head_dim, o,
-                                      ldo);
+      return ValuesTyped<DType::kF32>(p, ldp, rows, values, value_stride, tokens, head_dim, o, ldo);
   }
 }
 
@@ -150,8 +148,7 @@ float ExpShifted(const float* s, float max, int n, float* p) {
     for (int j = 0; i + j < n; ++j) tail[j] = s[i + j];
     // Lanes past n must add nothing: exp(-inf) is clamped, so mask them out explicitly.
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256 valid =
-        _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n - i), lane));
+    const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n - i), lane));
     const __m256 e = _mm256_and_ps(Exp(_mm256_sub_ps(_mm256_load_ps(tail), m)), valid);
     _mm256_store_ps(tail, e);
     for (int j = 0; i + j < n; ++j) p[i + j] = tail[j];
@@ -166,8 +163,8 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   for (; i + 8 <= n; i += 8) {
     const __m256 g = _mm256_loadu_ps(gate + i);
     const __m256 e = Exp(_mm256_sub_ps(_mm256_setzero_ps(), g));
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)),
-                                            _mm256_loadu_ps(up + i)));
+    _mm256_storeu_ps(
+        out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
   }
   if (i < n) {
     alignas(32) float g[8] = {}, u[8] = {}, r[8];

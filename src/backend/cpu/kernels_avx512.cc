@@ -23,7 +23,7 @@
 
 #ifdef TM_CPU_AVX2_KERNELS
 #if defined(__clang__)
-#pragma clang attribute push(                                                                \
+#pragma clang attribute push(                                                    \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), \
     apply_to = function)
 #else
@@ -63,11 +63,12 @@ struct Weights16<DType::kF32> {
 template <>
 struct Weights16<DType::kF16> {
   static __m512 Load(const void* row, int64_t k) {
-    return _mm512_cvtph_ps(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
+    return _mm512_cvtph_ps(_mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
   }
   static __m512 Tail(const void* row, int64_t k, int64_t n) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(TailMask(n), static_cast<const uint16_t*>(row) + k));
+    return _mm512_cvtph_ps(
+        _mm256_maskz_loadu_epi16(TailMask(n), static_cast<const uint16_t*>(row) + k));
   }
 };
 
@@ -77,8 +78,8 @@ struct Weights16<DType::kBF16> {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   }
   static __m512 Load(const void* row, int64_t k) {
-    return Widen(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
+    return Widen(_mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
   }
   static __m512 Tail(const void* row, int64_t k, int64_t n) {
     return Widen(_mm256_maskz_loadu_epi16(TailMask(n), static_cast<const uint16_t*>(row) + k));
@@ -86,7 +87,8 @@ struct Weights16<DType::kBF16> {
 };
 
 inline __m512 LoadQ8x16(const uint8_t* qs) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs))));
+  return _mm512_cvtepi32_ps(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs))));
 }
 
 // --- GEMV -----------------------------------------------------------------------------
@@ -137,8 +139,8 @@ inline void DotQ8Block(const uint8_t* block, const float* x, int64_t ldx, __m512
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     const float* xr = x + r * ldx;
-    const __m512 p = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xr + 16),
-                                     _mm512_mul_ps(w0, _mm512_loadu_ps(xr)));
+    const __m512 p =
+        _mm512_fmadd_ps(w1, _mm512_loadu_ps(xr + 16), _mm512_mul_ps(w0, _mm512_loadu_ps(xr)));
     acc[r] = _mm512_fmadd_ps(p, d, acc[r]);
   }
 }
@@ -172,17 +174,25 @@ struct RowDot {
       DotRow<D, R, (R <= 2 ? 4 : R <= 4 ? 2 : 1)>(row, x, ldx, k, sums, prefetch);
     }
   }
-  static void Run(int rows, const uint8_t* row, const float* x, int64_t ldx, int64_t k,
-                  float* sums, const uint8_t* prefetch) {
+  static void Run(int rows, const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
+                  const uint8_t* prefetch) {
     switch (rows) {
-      case 1: return Typed<1>(row, x, ldx, k, sums, prefetch);
-      case 2: return Typed<2>(row, x, ldx, k, sums, prefetch);
-      case 3: return Typed<3>(row, x, ldx, k, sums, prefetch);
-      case 4: return Typed<4>(row, x, ldx, k, sums, prefetch);
-      case 5: return Typed<5>(row, x, ldx, k, sums, prefetch);
-      case 6: return Typed<6>(row, x, ldx, k, sums, prefetch);
-      case 7: return Typed<7>(row, x, ldx, k, sums, prefetch);
-      default: return Typed<8>(row, x, ldx, k, sums, prefetch);
+      case 1:
+        return Typed<1>(row, x, ldx, k, sums, prefetch);
+      case 2:
+        return Typed<2>(row, x, ldx, k, sums, prefetch);
+      case 3:
+        return Typed<3>(row, x, ldx, k, sums, prefetch);
+      case 4:
+        return Typed<4>(row, x, ldx, k, sums, prefetch);
+      case 5:
+        return Typed<5>(row, x, ldx, k, sums, prefetch);
+      case 6:
+        return Typed<6>(row, x, ldx, k, sums, prefetch);
+      case 7:
+        return Typed<7>(row, x, ldx, k, sums, prefetch);
+      default:
+        return Typed<8>(row, x, ldx, k, sums, prefetch);
     }
   }
 };
@@ -194,31 +204,41 @@ void GemvTyped(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
 
 void Gemv(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
   switch (a.dtype) {
-    case DType::kF32: return GemvTyped<DType::kF32>(a, n_begin, n_end);
-    case DType::kF16: return GemvTyped<DType::kF16>(a, n_begin, n_end);
-    case DType::kBF16: return GemvTyped<DType::kBF16>(a, n_begin, n_end);
-    case DType::kQ8_0: return GemvTyped<DType::kQ8_0>(a, n_begin, n_end);
-    default: return;
+    case DType::kF32:
+      return GemvTyped<DType::kF32>(a, n_begin, n_end);
+    case DType::kF16:
+      return GemvTyped<DType::kF16>(a, n_begin, n_end);
+    case DType::kBF16:
+      return GemvTyped<DType::kBF16>(a, n_begin, n_end);
+    case DType::kQ8_0:
+      return GemvTyped<DType::kQ8_0>(a, n_begin, n_end);
+    default:
+      return;
   }
 }
 
 // --- GEMM -----------------------------------------------------------------------------
 
-void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0,
-               int64_t kc, float* packed) {
+void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64_t kc,
+               float* packed) {
   switch (dtype) {
-    case DType::kF32: return PackTyped<DType::kF32, kNr>(w, k, n0, cols, k0, kc, packed);
-    case DType::kF16: return PackTyped<DType::kF16, kNr>(w, k, n0, cols, k0, kc, packed);
-    case DType::kBF16: return PackTyped<DType::kBF16, kNr>(w, k, n0, cols, k0, kc, packed);
-    case DType::kQ8_0: return PackTyped<DType::kQ8_0, kNr>(w, k, n0, cols, k0, kc, packed);
-    default: return;
+    case DType::kF32:
+      return PackTyped<DType::kF32, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kF16:
+      return PackTyped<DType::kF16, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kBF16:
+      return PackTyped<DType::kBF16, kNr>(w, k, n0, cols, k0, kc, packed);
+    case DType::kQ8_0:
+      return PackTyped<DType::kQ8_0, kNr>(w, k, n0, cols, k0, kc, packed);
+    default:
+      return;
   }
 }
 
 // Edge tiles (cols < 32) use masked loads and stores of c; the k loop is the same.
 template <int R>
-void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
-                 float* c, int64_t ldc, bool accumulate) {
+void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float* packed, float* c,
+                 int64_t ldc, bool accumulate) {
   const __mmask16 m0 = cols >= 16 ? 0xffff : TailMask(cols);
   const __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? TailMask(cols - 16) : 0;
   __m512 acc[R][2];
@@ -246,14 +266,22 @@ void MicroKernel(int cols, int64_t kc, const float* x, int64_t ldx, const float*
 void GemmMicro(int rows, int cols, int64_t kc, const float* x, int64_t ldx, const float* packed,
                float* c, int64_t ldc, bool accumulate) {
   switch (rows) {
-    case 1: return MicroKernel<1>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 2: return MicroKernel<2>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 3: return MicroKernel<3>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 4: return MicroKernel<4>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 5: return MicroKernel<5>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 6: return MicroKernel<6>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    case 7: return MicroKernel<7>(cols, kc, x, ldx, packed, c, ldc, accumulate);
-    default: return MicroKernel<8>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 1:
+      return MicroKernel<1>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 2:
+      return MicroKernel<2>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 3:
+      return MicroKernel<3>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 4:
+      return MicroKernel<4>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 5:
+      return MicroKernel<5>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 6:
+      return MicroKernel<6>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    case 7:
+      return MicroKernel<7>(cols, kc, x, ldx, packed, c, ldc, accumulate);
+    default:
+      return MicroKernel<8>(cols, kc, x, ldx, packed, c, ldc, accumulate);
   }
 }
 

@@ -32,7 +32,8 @@ void ConvertRow(DType dtype, const void* row, int64_t k0, int64_t n, float* out)
       return;
     }
     case DType::kQ8_0: {
-      const uint8_t* blocks = static_cast<const uint8_t*>(row) + (k0 / kQ8_0BlockElems) * kQ8_0BlockBytes;
+      const uint8_t* blocks =
+          static_cast<const uint8_t*>(row) + (k0 / kQ8_0BlockElems) * kQ8_0BlockBytes;
       for (int64_t b = 0; b * kQ8_0BlockElems < n; ++b) {
         const uint8_t* block = blocks + b * kQ8_0BlockBytes;
         uint16_t d_bits;
@@ -78,8 +79,8 @@ void Gemv(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
   }
 }
 
-void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0,
-               int64_t kc, float* packed) {
+void PackPanel(DType dtype, const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64_t kc,
+               float* packed) {
   const size_t row_bytes = DTypeBytes(dtype, k);
   float buf[kChunk];
   for (int j = 0; j < kNr; ++j) {
@@ -114,8 +115,7 @@ void GemmMicro(int rows, int cols, int64_t kc, const float* x, int64_t ldx, cons
 }
 
 // Converts one head_dim-long K or V row (F32/F16/BF16 cache) to f32.
-inline const float* KvRow(const void* base, int64_t offset, int head_dim, DType dtype,
-                          float* buf) {
+inline const float* KvRow(const void* base, int64_t offset, int head_dim, DType dtype, float* buf) {
   if (dtype == DType::kF32) return static_cast<const float*>(base) + offset;
   ConvertRow(dtype, static_cast<const uint16_t*>(base) + offset, 0, head_dim, buf);
   return buf;
@@ -164,10 +164,21 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 }  // namespace
 
 const KernelTable& GenericKernels() {
-  static const KernelTable table = {
-      "generic", kMr, kNr, ConvertRow, Gemv, PackPanel, GemmMicro,
-      AttnScores, AttnValues, ExpShifted, SiluMul,
-  };
+  static const KernelTable table = [] {
+    KernelTable t;
+    t.name = "generic";
+    t.gemm_mr = kMr;
+    t.gemm_nr = kNr;
+    t.convert_row = ConvertRow;
+    t.gemv = Gemv;
+    t.pack_panel = PackPanel;
+    t.gemm_micro = GemmMicro;
+    t.attn_scores = AttnScores;
+    t.attn_values = AttnValues;
+    t.exp_shifted = ExpShifted;
+    t.silu_mul = SiluMul;
+    return t;
+  }();
   return table;
 }
 

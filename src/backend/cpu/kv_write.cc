@@ -6,8 +6,8 @@
 
 namespace tokenmill::cpu {
 
-void WriteKv(CpuContext& ctx, const KvCacheSpec& spec, const StepMetadata& meta,
-             const float* k, const float* v, KvLayerView layer) {
+void WriteKv(CpuContext& ctx, const KvCacheSpec& spec, const StepMetadata& meta, const float* k,
+             const float* v, KvLayerView layer) {
   const int64_t width = static_cast<int64_t>(spec.num_kv_heads) * spec.head_dim;
   const int64_t num_tokens = static_cast<int64_t>(meta.slot_mapping.size());
   const size_t elem = DTypeBytes(spec.dtype, 1);

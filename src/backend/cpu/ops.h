@@ -61,13 +61,12 @@ struct KvLayerView {
 };
 
 // Writes rows k, v [T, kv_heads * head_dim] to their slots.
-void WriteKv(CpuContext& ctx, const KvCacheSpec& spec, const StepMetadata& meta,
-             const float* k, const float* v, KvLayerView layer);
+void WriteKv(CpuContext& ctx, const KvCacheSpec& spec, const StepMetadata& meta, const float* k,
+             const float* v, KvLayerView layer);
 
 // Causal paged attention of q [T, num_heads * head_dim] into out (same shape).
 void PagedAttention(CpuContext& ctx, const BatchPlan& plan, const KvCacheSpec& spec,
-                    KvLayerView layer, const float* q, const AttentionParams& params,
-                    float* out);
+                    KvLayerView layer, const float* q, const AttentionParams& params, float* out);
 
 // --- row-wise ops (elementwise.cc) ------------------------------------------------------
 

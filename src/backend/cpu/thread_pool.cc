@@ -82,9 +82,8 @@ void ThreadPool::WorkerLoop(int thread) {
     const Job* job;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] {
-        return stop_ || generation_.load(std::memory_order_relaxed) != seen;
-      });
+      work_cv_.wait(lock,
+                    [&] { return stop_ || generation_.load(std::memory_order_relaxed) != seen; });
       if (stop_) return;
       seen = generation_.load(std::memory_order_relaxed);
       job = job_;
