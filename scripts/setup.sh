@@ -12,6 +12,7 @@ PACKAGES=(
   libcpp-httplib-dev libssl-dev openssl
   python3 gnuplot-nox
   prometheus  # tests/e2e/prometheus_test scrapes a live server with it
+  clang libclang-rt-dev  # scripts/fuzz.sh: libFuzzer + clang's ASan/UBSan runtimes (CI's fuzz stage)
 )
 
 missing=()
