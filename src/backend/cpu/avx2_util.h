@@ -163,6 +163,17 @@ inline constexpr int64_t kGemvPrefetchBytes = 8192;
 inline constexpr int64_t kGemvL1Bytes = 24 << 10;  // for x; the rest of L1 streams weights
 inline constexpr int64_t kGemvGroupRows = 64;
 
+// Dot may also provide RunPair(rows, row, row_bytes, x, ldx, k, sums0, sums1, prefetch0,
+// prefetch1): two consecutive weight rows against the same activation rows, so each
+// activation load feeds two FMAs. From kGemvPairMinRows activation rows up, loading x
+// (from L1/L2) costs more than streaming the weights, and the pair halves those loads.
+inline constexpr int kGemvPairMinRows = 3;
+
+template <typename Dot>
+concept GemvPairDot = requires(const uint8_t* p, const float* x, float* s) {
+  Dot::RunPair(1, p, size_t{0}, x, int64_t{0}, int64_t{0}, s, s, p, p);
+};
+
 template <DType D, typename Dot>
 void GemvRows(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
   const size_t row_bytes = RowBytes(D, a.k);
@@ -175,29 +186,43 @@ void GemvRows(const GemvArgs& a, int64_t n_begin, int64_t n_end) {
       a.rows <= 2 || x_bytes <= kGemvL1Bytes
           ? a.k
           : (kGemvL1Bytes / (4 * a.rows) / 64 > 0 ? kGemvL1Bytes / (4 * a.rows) / 64 * 64 : 64);
+  bool pairs = false;
+  if constexpr (GemvPairDot<Dot>) pairs = a.rows >= kGemvPairMinRows;
   float sums[kGemvGroupRows][kGemvMaxRows];
   for (int64_t j0 = n_begin; j0 < n_end; j0 += kGemvGroupRows) {
     const int64_t j1 = j0 + kGemvGroupRows < n_end ? j0 + kGemvGroupRows : n_end;
     for (int64_t k0 = 0; k0 < a.k; k0 += kb) {
       const int64_t kc = a.k - k0 < kb ? a.k - k0 : kb;
       const size_t offset = RowBytes(D, k0);
-      for (int64_t j = j0; j < j1; ++j) {
+      // The bytes to prefetch while reading row j's piece of this K block.
+      auto ahead_of = [&](int64_t j) -> const uint8_t* {
         const uint8_t* piece = w + j * row_bytes + offset;
-        const uint8_t* ahead;
-        if (kb == a.k) {
-          ahead = piece + kGemvPrefetchBytes;
-        } else if (j + 2 < j1) {
-          ahead = piece + 2 * row_bytes;
-        } else if (k0 + kb < a.k) {  // first rows of the group, next block
-          ahead = w + (j0 + (j + 2 - j1)) * row_bytes + RowBytes(D, k0 + kb);
-        } else {  // next group's first block
-          ahead = w + (j + 2 < n_end ? j + 2 : j) * row_bytes;
+        if (kb == a.k) return piece + kGemvPrefetchBytes;
+        if (j + 2 < j1) return piece + 2 * row_bytes;
+        if (k0 + kb < a.k) {  // first rows of the group, next block
+          return w + (j0 + (j + 2 - j1)) * row_bytes + RowBytes(D, k0 + kb);
         }
-        float part[kGemvMaxRows];
-        Dot::Run(a.rows, piece, a.x + k0, a.ldx, kc, part, ahead);
+        return w + (j + 2 < n_end ? j + 2 : j) * row_bytes;  // next group's first block
+      };
+      auto add = [&](int64_t j, const float* part) {
         for (int r = 0; r < a.rows; ++r) {
           sums[j - j0][r] = k0 == 0 ? part[r] : sums[j - j0][r] + part[r];
         }
+      };
+      int64_t j = j0;
+      if constexpr (GemvPairDot<Dot>) {
+        for (; pairs && j + 1 < j1; j += 2) {
+          float part0[kGemvMaxRows], part1[kGemvMaxRows];
+          Dot::RunPair(a.rows, w + j * row_bytes + offset, row_bytes, a.x + k0, a.ldx, kc, part0,
+                       part1, ahead_of(j), ahead_of(j + 1));
+          add(j, part0);
+          add(j + 1, part1);
+        }
+      }
+      for (; j < j1; ++j) {
+        float part[kGemvMaxRows];
+        Dot::Run(a.rows, w + j * row_bytes + offset, a.x + k0, a.ldx, kc, part, ahead_of(j));
+        add(j, part);
       }
     }
     for (int64_t j = j0; j < j1; ++j) {

@@ -163,6 +163,93 @@ void DotRowQ8(const uint8_t* row, const float* x, int64_t ldx, int64_t k, float*
   for (int r = 0; r < R; ++r) sums[r] = Hsum16(_mm512_add_ps(even[r], odd[r]));
 }
 
+// Two consecutive weight rows (row0, row0 + row_bytes) against R activation rows: each x
+// load feeds both rows' FMAs. U independent accumulators per (row, x row) pair; the same
+// U as DotRow for the same R, so a pair gives the bits of two single rows.
+template <DType D, int R, int U>
+void DotRowPair(const uint8_t* row0, size_t row_bytes, const float* x, int64_t ldx, int64_t k,
+                float* sums0, float* sums1, const uint8_t* prefetch0, const uint8_t* prefetch1) {
+  constexpr int64_t kElemBytes = D == DType::kF32 ? 4 : 2;
+  const uint8_t* row1 = row0 + row_bytes;
+  __m512 acc0[R][U], acc1[R][U];
+  for (int r = 0; r < R; ++r) {
+    for (int u = 0; u < U; ++u) acc0[r][u] = acc1[r][u] = _mm512_setzero_ps();
+  }
+  int64_t i = 0;
+  for (; i + 16 * U <= k; i += 16 * U) {
+    for (int64_t p = 0; p < 16 * U * kElemBytes; p += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch0) + i * kElemBytes + p, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch1) + i * kElemBytes + p, _MM_HINT_T0);
+    }
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) {
+      const __m512 w0 = Weights16<D>::Load(row0, i + 16 * u);
+      const __m512 w1 = Weights16<D>::Load(row1, i + 16 * u);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512 xv = _mm512_loadu_ps(x + r * ldx + i + 16 * u);
+        acc0[r][u] = _mm512_fmadd_ps(w0, xv, acc0[r][u]);
+        acc1[r][u] = _mm512_fmadd_ps(w1, xv, acc1[r][u]);
+      }
+    }
+  }
+  for (; i < k; i += 16) {
+    const int64_t n = k - i < 16 ? k - i : 16;
+    const __m512 w0 = Weights16<D>::Tail(row0, i, n);
+    const __m512 w1 = Weights16<D>::Tail(row1, i, n);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_maskz_loadu_ps(TailMask(n), x + r * ldx + i);
+      acc0[r][0] = _mm512_fmadd_ps(w0, xv, acc0[r][0]);
+      acc1[r][0] = _mm512_fmadd_ps(w1, xv, acc1[r][0]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    __m512 s0 = acc0[r][0], s1 = acc1[r][0];
+    for (int u = 1; u < U; ++u) {
+      s0 = _mm512_add_ps(s0, acc0[r][u]);
+      s1 = _mm512_add_ps(s1, acc1[r][u]);
+    }
+    sums0[r] = Hsum16(s0);
+    sums1[r] = Hsum16(s1);
+  }
+}
+
+// Q8_0, two weight rows: the blocks of both rows at the same K share the x loads.
+template <int R>
+void DotRowPairQ8(const uint8_t* row0, size_t row_bytes, const float* x, int64_t ldx, int64_t k,
+                  float* sums0, float* sums1, const uint8_t* prefetch0,
+                  const uint8_t* prefetch1) {
+  const int64_t nb = k / kQ8_0BlockElems;
+  const uint8_t* row1 = row0 + row_bytes;
+  __m512 acc0[R], acc1[R];
+  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t off = b * kQ8_0BlockBytes;
+    if ((b & 1) == 0) {
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch0) + off, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch0) + off + 64, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch1) + off, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch1) + off + 64, _MM_HINT_T0);
+    }
+    const __m512 d0 = _mm512_set1_ps(Q8Scale(row0 + off));
+    const __m512 d1 = _mm512_set1_ps(Q8Scale(row1 + off));
+    const __m512 w00 = LoadQ8x16(row0 + off + 2), w01 = LoadQ8x16(row0 + off + 18);
+    const __m512 w10 = LoadQ8x16(row1 + off + 2), w11 = LoadQ8x16(row1 + off + 18);
+    const float* xb = x + b * kQ8_0BlockElems;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 xa = _mm512_loadu_ps(xb + r * ldx);
+      const __m512 xc = _mm512_loadu_ps(xb + r * ldx + 16);
+      acc0[r] = _mm512_fmadd_ps(_mm512_fmadd_ps(w01, xc, _mm512_mul_ps(w00, xa)), d0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(_mm512_fmadd_ps(w11, xc, _mm512_mul_ps(w10, xa)), d1, acc1[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    sums0[r] = Hsum16(acc0[r]);
+    sums1[r] = Hsum16(acc1[r]);
+  }
+}
+
 template <DType D>
 struct RowDot {
   template <int R>
@@ -172,6 +259,40 @@ struct RowDot {
       DotRowQ8<R>(row, x, ldx, k, sums, prefetch);
     } else {
       DotRow<D, R, (R <= 2 ? 4 : R <= 4 ? 2 : 1)>(row, x, ldx, k, sums, prefetch);
+    }
+  }
+  template <int R>
+  static void TypedPair(const uint8_t* row0, size_t row_bytes, const float* x, int64_t ldx,
+                        int64_t k, float* sums0, float* sums1, const uint8_t* prefetch0,
+                        const uint8_t* prefetch1) {
+    if constexpr (D == DType::kQ8_0) {
+      DotRowPairQ8<R>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
+    } else {
+      DotRowPair<D, R, (R <= 2 ? 4 : R <= 4 ? 2 : 1)>(row0, row_bytes, x, ldx, k, sums0, sums1,
+                                                      prefetch0, prefetch1);
+    }
+  }
+  // GemvRows uses it from kGemvPairMinRows (3) activation rows up.
+  static void RunPair(int rows, const uint8_t* row0, size_t row_bytes, const float* x, int64_t ldx,
+                      int64_t k, float* sums0, float* sums1, const uint8_t* prefetch0,
+                      const uint8_t* prefetch1) {
+    switch (rows) {
+      case 1:
+        return TypedPair<1>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
+      case 2:
+        return TypedPair<2>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
+      case 3:
+        return TypedPair<3>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
+      case 4:
+        return TypedPair<4>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
+      case 5:
+        return TypedPair<5>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
+      case 6:
+        return TypedPair<6>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
+      case 7:
+        return TypedPair<7>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
+      default:
+        return TypedPair<8>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
     }
   }
   static void Run(int rows, const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
