@@ -1,5 +1,6 @@
 #include "tokenmill/engine/model_executor.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "tokenmill/backend/cuda_backend.h"
 #endif
 #include "tokenmill/core/status.h"
+#include "tokenmill/engine/fault_injection.h"
 #include "tokenmill/kv/kv_cache_config.h"
 
 namespace tokenmill {
@@ -100,10 +102,26 @@ absl::StatusOr<std::unique_ptr<ModelExecutor>> MakeModelExecutor(const LoadedMod
     return absl::InvalidArgumentError(
         absl::StrCat("tensor_parallel must be >= 1 (got ", options.tensor_parallel, ")"));
   }
-  if (options.tensor_parallel > 1) return MakeTensorParallelExecutor(model, options);
-  TM_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, MakeBackend(options));
-  auto exec = std::make_unique<SingleRankExecutor>(model.config, std::move(backend), options);
-  TM_RETURN_IF_ERROR(exec->Init(model));
+  std::optional<FaultSpec> faults;
+  if (!options.inject_faults.empty()) {
+    auto parsed = ParseFaultSpec(options.inject_faults);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("inject_faults: ", std::string(parsed.status().message())));
+    }
+    faults = *std::move(parsed);
+  }
+  std::unique_ptr<ModelExecutor> exec;
+  if (options.tensor_parallel > 1) {
+    TM_ASSIGN_OR_RETURN(exec, MakeTensorParallelExecutor(model, options));
+  } else {
+    TM_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, MakeBackend(options));
+    auto single = std::make_unique<SingleRankExecutor>(model.config, std::move(backend), options);
+    TM_RETURN_IF_ERROR(single->Init(model));
+    exec = std::move(single);
+  }
+  // Testing only; off (the common case) nothing is wrapped and Execute() costs nothing extra.
+  if (faults.has_value()) exec = MakeFaultInjectingExecutor(std::move(exec), *std::move(faults));
   return exec;
 }
 

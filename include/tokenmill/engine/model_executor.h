@@ -45,6 +45,9 @@ struct ExecutorOptions {
   int64_t kv_cache_bytes = int64_t{1} << 30;
   int max_num_tokens = 2048;
   int max_num_logits = 256;
+  // Testing only: a fault-injection SPEC (engine/fault_injection.h) that fails or delays
+  // chosen steps. "": off, nothing is wrapped.
+  std::string inject_faults;
 };
 
 // Builds the executor for `model` (which must outlive it): backend(s), weights, KV cache.
