@@ -171,9 +171,21 @@ EngineStats Engine::stats() const {
 
 void Engine::PublishStats() {
   const SchedulerStats ss = scheduler_->stats();
+  const KvStats kv = kv_->stats();
+  // Gauges follow every change, not only completed steps: an abort or a failed step that
+  // leaves the engine idle must not leave "1 running, KV 40% used" behind in /metrics.
+  // Preemptions of a plan that failed count too.
+  if (metrics::ServingMetrics* m = options_.accounting.metrics; m != nullptr) {
+    m->SetSchedulerState(ss.num_running_sequences, ss.num_waiting_sequences);
+    m->SetKvCacheUsage(kv.num_used_blocks, kv.num_blocks);
+    if (ss.num_preemptions > last_preemptions_) {
+      m->RecordPreemptions(ss.num_preemptions - last_preemptions_);
+    }
+  }
+  last_preemptions_ = ss.num_preemptions;
   std::lock_guard<std::mutex> lock(mu_);
   stats_.scheduler = ss;
-  stats_.kv = kv_->stats();
+  stats_.kv = kv;
   stats_.num_running = ss.num_running_sequences;
   stats_.num_waiting = ss.num_waiting_sequences;
   stats_.num_pending_requests = num_pending_;

@@ -246,18 +246,11 @@ metrics::RequestRecord Engine::MakeRecord(LiveRequest& lr, double now_s) {
 void Engine::RecordStepMetrics(const metrics::StepSample& sample) {
   metrics::ServingMetrics* m = options_.accounting.metrics;
   if (m == nullptr) return;
-  const SchedulerStats ss = scheduler_->stats();
   const KvStats kv = kv_->stats();
   m->RecordStep(sample, options_.scheduler.max_num_batched_tokens);
-  m->SetSchedulerState(ss.num_running_sequences, ss.num_waiting_sequences);
-  m->SetKvCacheUsage(kv.num_used_blocks, kv.num_blocks);
   m->RecordPrefixCacheLookup(kv.prefix_query_tokens - last_kv_stats_.prefix_query_tokens,
                              kv.prefix_hit_tokens - last_kv_stats_.prefix_hit_tokens);
-  if (ss.num_preemptions > last_preemptions_) {
-    m->RecordPreemptions(ss.num_preemptions - last_preemptions_);
-  }
   last_kv_stats_ = kv;
-  last_preemptions_ = ss.num_preemptions;
 }
 
 // A request's samples may appear apart in a plan (decodes, then a prefill chunk); the
