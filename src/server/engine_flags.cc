@@ -1,8 +1,12 @@
 #include "tokenmill/server/engine_flags.h"
 
 #include <algorithm>
+#include <string>
 
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
 #include "tokenmill/core/status.h"
+#include "tokenmill/engine/fault_injection.h"
 
 namespace tokenmill {
 
@@ -33,6 +37,9 @@ void AddEngineFlags(CLI::App* app, EngineFlags* f) {
   app->add_option("--max-pending-requests", f->max_pending_requests,
                   "Bound on unfinished requests; beyond it requests are refused (0: none)")
       ->capture_default_str();
+  app->add_option("--inject-faults", f->inject_faults,
+                  "TESTING ONLY: fail or delay engine steps on purpose, e.g. "
+                  "'step_error:at=3;step_delay_ms=10' (docs/operations.md)");
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> BuildEngine(const ModelBundle& bundle,
@@ -45,6 +52,18 @@ absl::StatusOr<std::unique_ptr<Engine>> BuildEngine(const ModelBundle& bundle,
   if (f.kv_cache_mb < 1 && f.kv_cache_blocks < 1) {
     return absl::InvalidArgumentError("--kv-cache-mb must be >= 1");
   }
+  if (!f.inject_faults.empty()) {
+    auto faults = ParseFaultSpec(f.inject_faults);
+    if (!faults.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--inject-faults: ", std::string(faults.status().message())));
+    }
+    // Loud on purpose: a daemon that fails requests by design must never pass unnoticed.
+    spdlog::warn(
+        "FAULT INJECTION ON (--inject-faults '{}'): engine steps will fail or slow down on "
+        "purpose. Testing only; never use this in production.",
+        faults->ToString());
+  }
   ExecutorOptions eo;
   eo.backend = f.backend;
   eo.num_threads = f.threads;
@@ -54,6 +73,7 @@ absl::StatusOr<std::unique_ptr<Engine>> BuildEngine(const ModelBundle& bundle,
   eo.kv_cache_bytes = f.kv_cache_mb * (int64_t{1} << 20);
   eo.max_num_tokens = std::max(f.max_batched_tokens, f.max_num_seqs);
   eo.max_num_logits = f.max_num_seqs;
+  eo.inject_faults = f.inject_faults;
   TM_ASSIGN_OR_RETURN(std::unique_ptr<ModelExecutor> exec,
                       MakeModelExecutor(*bundle.model, eo));
   EngineOptions opts;

@@ -265,6 +265,8 @@ int RunServe(ServeFlags& f, const CLI::App& cmd) {
     spdlog::error("{}", std::string(options.status().message()));
     return 2;
   }
+  // Testing only, so a flag and never a config field: it bypasses the config overlay.
+  options->engine.inject_faults = f.engine.inject_faults;
   const ServeOptions& o = *options;
   if (absl::Status s = ConfigureLogging(o.log_format, o.log_level); !s.ok()) {
     spdlog::error("{}", std::string(s.message()));

@@ -23,6 +23,8 @@ struct EngineFlags {
   int block_size = 16;
   bool no_prefix_caching = false;
   int max_pending_requests = 0;
+  // Testing only (--inject-faults): engine/fault_injection.h. Never read from a config file.
+  std::string inject_faults;
 };
 
 void AddEngineFlags(CLI::App* app, EngineFlags* flags);
