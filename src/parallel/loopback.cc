@@ -175,6 +175,8 @@ class LoopbackCommunicator final : public Communicator {
 
   absl::Status Barrier() override { return Run(Kind::kBarrier, 0, 0, nullptr, 0).status(); }
 
+  absl::Status status() const override { return state_->Status(); }
+
  private:
   // A rank that skips a collective would leave the others waiting: bad arguments break
   // the group so that every rank fails now.

@@ -15,11 +15,17 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "parallel/tcp_socket.h"
 #include "spdlog/spdlog.h"
 #include "tokenmill/core/status.h"
 
 namespace tokenmill {
 namespace {
+
+using tcp::ErrnoText;
+using tcp::Fd;
+using tcp::GetU32;
+using tcp::PutU32;
 
 constexpr char kMagic[4] = {'T', 'M', 'B', 'S'};
 constexpr uint32_t kVersion = 1;
@@ -28,96 +34,10 @@ constexpr uint32_t kMaxMessageBytes = 1 << 20;
 // the rendezvous for the whole timeout.
 constexpr absl::Duration kHelloTimeout = absl::Seconds(5);
 
-std::string ErrnoText(int err) { return std::strerror(err); }
-
-// Owns a socket.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(o.release()) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = o.release();
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  int release() {
-    const int f = fd_;
-    fd_ = -1;
-    return f;
-  }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
-int RemainingMs(absl::Time deadline) {
-  const absl::Duration left = deadline - absl::Now();
-  if (left <= absl::ZeroDuration()) return 0;
-  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 1 << 30));
-}
-
-// Waits until `fd` is ready for `events`; DEADLINE_EXCEEDED past `deadline`.
-absl::Status WaitFd(int fd, short events, absl::Time deadline, const char* what) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    const int n = ::poll(&p, 1, RemainingMs(deadline));
-    if (n > 0) return absl::OkStatus();
-    if (n == 0) return absl::DeadlineExceededError(absl::StrCat("bootstrap: timed out ", what));
-    if (errno != EINTR)
-      return absl::UnavailableError(absl::StrCat("bootstrap: poll: ", ErrnoText(errno)));
-  }
-}
-
-absl::Status SendAll(int fd, const void* data, size_t n, absl::Time deadline) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (k > 0) {
-      p += k;
-      n -= static_cast<size_t>(k);
-    } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      TM_RETURN_IF_ERROR(WaitFd(fd, POLLOUT, deadline, "sending"));
-    } else {
-      return absl::UnavailableError(absl::StrCat("bootstrap: send: ", ErrnoText(errno)));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status RecvAll(int fd, void* data, size_t n, absl::Time deadline) {
-  char* p = static_cast<char*>(data);
-  while (n > 0) {
-    const ssize_t k = ::recv(fd, p, n, 0);
-    if (k > 0) {
-      p += k;
-      n -= static_cast<size_t>(k);
-    } else if (k == 0) {
-      return absl::UnavailableError("bootstrap: connection closed by the other side");
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-      TM_RETURN_IF_ERROR(WaitFd(fd, POLLIN, deadline, "receiving"));
-    } else {
-      return absl::UnavailableError(absl::StrCat("bootstrap: recv: ", ErrnoText(errno)));
-    }
-  }
-  return absl::OkStatus();
-}
-
-void PutU32(uint32_t v, char* out) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-}
-uint32_t GetU32(const char* in) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i)
-    v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  return v;
+// Socket errors say what failed; the bootstrap's say where it happened.
+absl::Status Bootstrap(const absl::Status& s) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat("bootstrap: ", std::string(s.message())));
 }
 
 // {code, length, bytes}: code 0 carries the payload, 1 an error message.
@@ -126,30 +46,7 @@ absl::Status SendReply(int fd, uint32_t code, const std::string& body, absl::Tim
   PutU32(code, msg.data());
   PutU32(static_cast<uint32_t>(body.size()), msg.data() + 4);
   msg += body;
-  return SendAll(fd, msg.data(), msg.size(), deadline);
-}
-
-using AddrInfoPtr = std::unique_ptr<addrinfo, void (*)(addrinfo*)>;
-
-// The addresses of `hp`, owned by *owner.
-absl::StatusOr<std::vector<addrinfo*>> Resolve(const HostPort& hp, bool passive,
-                                               AddrInfoPtr* owner) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  if (passive) hints.ai_flags = AI_PASSIVE;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(hp.port);
-  const int rc =
-      ::getaddrinfo(hp.host.empty() ? nullptr : hp.host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("bootstrap: cannot resolve '", hp.host, "': ", ::gai_strerror(rc)));
-  }
-  owner->reset(res);
-  std::vector<addrinfo*> out;
-  for (addrinfo* a = res; a != nullptr; a = a->ai_next) out.push_back(a);
-  return out;
+  return Bootstrap(tcp::SendAll(fd, msg.data(), msg.size(), deadline));
 }
 
 }  // namespace
@@ -179,8 +76,10 @@ absl::StatusOr<HostPort> ParseHostPort(std::string_view address) {
 absl::StatusOr<std::unique_ptr<BootstrapServer>> BootstrapServer::Listen(
     const BootstrapOptions& options) {
   TM_ASSIGN_OR_RETURN(const HostPort hp, ParseHostPort(options.address));
-  AddrInfoPtr owner(nullptr, ::freeaddrinfo);
-  TM_ASSIGN_OR_RETURN(const std::vector<addrinfo*> addrs, Resolve(hp, /*passive=*/true, &owner));
+  tcp::AddrInfoPtr owner(nullptr, ::freeaddrinfo);
+  absl::StatusOr<std::vector<addrinfo*>> resolved = tcp::Resolve(hp, /*passive=*/true, &owner);
+  if (!resolved.ok()) return Bootstrap(resolved.status());
+  const std::vector<addrinfo*>& addrs = *resolved;
   std::string last_error = "no address";
   for (const addrinfo* a : addrs) {
     Fd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
@@ -214,6 +113,18 @@ BootstrapServer::~BootstrapServer() {
 }
 
 absl::Status BootstrapServer::Serve(int world_size, const std::string& payload) {
+  return ServeImpl(world_size, payload, nullptr);
+}
+
+absl::StatusOr<std::vector<int>> BootstrapServer::ServeAndKeep(int world_size,
+                                                               const std::string& payload) {
+  std::vector<int> fds;
+  TM_RETURN_IF_ERROR(ServeImpl(world_size, payload, &fds));
+  return fds;
+}
+
+absl::Status BootstrapServer::ServeImpl(int world_size, const std::string& payload,
+                                        std::vector<int>* keep) {
   if (world_size < 1) return absl::InvalidArgumentError("bootstrap: world_size must be >= 1");
   if (payload.size() > kMaxMessageBytes)
     return absl::InvalidArgumentError("bootstrap: payload too large");
@@ -222,7 +133,7 @@ absl::Status BootstrapServer::Serve(int world_size, const std::string& payload) 
   std::vector<Fd> rejected;  // inconsistent hellos, told why before rank 0 fails
   absl::Status verdict;
   while (static_cast<int>(peers.size()) < world_size - 1 && verdict.ok()) {
-    if (absl::Status s = WaitFd(fd_, POLLIN, deadline, "waiting for ranks"); !s.ok()) {
+    if (absl::Status s = tcp::WaitFd(fd_, POLLIN, deadline, "waiting for ranks"); !s.ok()) {
       std::vector<int> missing;
       for (int r = 1; r < world_size; ++r) {
         if (!peers.contains(r)) missing.push_back(r);
@@ -236,7 +147,7 @@ absl::Status BootstrapServer::Serve(int world_size, const std::string& payload) 
     if (conn.get() < 0) continue;
     char hello[16];
     const absl::Time hello_deadline = std::min(deadline, absl::Now() + kHelloTimeout);
-    if (!RecvAll(conn.get(), hello, sizeof(hello), hello_deadline).ok() ||
+    if (!tcp::RecvAll(conn.get(), hello, sizeof(hello), hello_deadline).ok() ||
         std::memcmp(hello, kMagic, 4) != 0) {
       spdlog::warn("bootstrap: dropped a connection that did not say hello");
       continue;
@@ -273,11 +184,25 @@ absl::Status BootstrapServer::Serve(int world_size, const std::string& payload) 
           absl::StrCat("bootstrap: sending to rank ", rank, ": ", std::string(s.message())));
     }
   }
+  if (verdict.ok() && keep != nullptr) {
+    keep->assign(world_size, -1);
+    for (auto& [rank, conn] : peers) {
+      tcp::TuneConnection(conn.get());
+      (*keep)[rank] = conn.release();
+    }
+  }
   return verdict;
 }
 
 absl::StatusOr<std::string> FetchBootstrapPayload(const BootstrapOptions& options, int rank,
                                                   int world_size) {
+  TM_ASSIGN_OR_RETURN(BootstrapConnection c, ConnectBootstrap(options, rank, world_size));
+  ::close(c.fd);
+  return std::move(c.payload);
+}
+
+absl::StatusOr<BootstrapConnection> ConnectBootstrap(const BootstrapOptions& options, int rank,
+                                                     int world_size) {
   if (rank < 1 || rank >= world_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("bootstrap: rank ", rank, " cannot fetch (world_size ", world_size, ")"));
@@ -286,8 +211,8 @@ absl::StatusOr<std::string> FetchBootstrapPayload(const BootstrapOptions& option
   const absl::Time deadline = absl::Now() + options.timeout;
   std::string last_error = "no attempt";
   for (;;) {
-    AddrInfoPtr owner(nullptr, ::freeaddrinfo);
-    absl::StatusOr<std::vector<addrinfo*>> addrs = Resolve(hp, /*passive=*/false, &owner);
+    tcp::AddrInfoPtr owner(nullptr, ::freeaddrinfo);
+    absl::StatusOr<std::vector<addrinfo*>> addrs = tcp::Resolve(hp, /*passive=*/false, &owner);
     if (!addrs.ok()) last_error = std::string(addrs.status().message());
     for (const addrinfo* a : addrs.ok() ? *addrs : std::vector<addrinfo*>{}) {
       Fd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
@@ -302,8 +227,8 @@ absl::StatusOr<std::string> FetchBootstrapPayload(const BootstrapOptions& option
         }
         int err = 0;
         socklen_t len = sizeof(err);
-        if (!WaitFd(fd.get(), POLLOUT, std::min(deadline, absl::Now() + absl::Seconds(5)),
-                    "connecting")
+        if (!tcp::WaitFd(fd.get(), POLLOUT, std::min(deadline, absl::Now() + absl::Seconds(5)),
+                         "connecting")
                  .ok() ||
             ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
           last_error = err != 0 ? ErrnoText(err) : "connect timed out";
@@ -316,20 +241,21 @@ absl::StatusOr<std::string> FetchBootstrapPayload(const BootstrapOptions& option
       PutU32(kVersion, hello + 4);
       PutU32(static_cast<uint32_t>(world_size), hello + 8);
       PutU32(static_cast<uint32_t>(rank), hello + 12);
-      TM_RETURN_IF_ERROR(SendAll(fd.get(), hello, sizeof(hello), deadline));
+      TM_RETURN_IF_ERROR(Bootstrap(tcp::SendAll(fd.get(), hello, sizeof(hello), deadline)));
       char header[8];
-      TM_RETURN_IF_ERROR(RecvAll(fd.get(), header, sizeof(header), deadline));
+      TM_RETURN_IF_ERROR(Bootstrap(tcp::RecvAll(fd.get(), header, sizeof(header), deadline)));
       const uint32_t code = GetU32(header), length = GetU32(header + 4);
       if (length > kMaxMessageBytes) {
         return absl::DataLossError(absl::StrCat("bootstrap: rank 0 sent ", length, " bytes"));
       }
       std::string body(length, '\0');
-      TM_RETURN_IF_ERROR(RecvAll(fd.get(), body.data(), length, deadline));
+      TM_RETURN_IF_ERROR(Bootstrap(tcp::RecvAll(fd.get(), body.data(), length, deadline)));
       if (code != 0) {
         return absl::FailedPreconditionError(
             absl::StrCat("bootstrap: rank 0 refused rank ", rank, ": ", body));
       }
-      return body;
+      tcp::TuneConnection(fd.get());
+      return BootstrapConnection{fd.release(), std::move(body)};
     }
     if (absl::Now() + options.retry_interval >= deadline) break;
     std::this_thread::sleep_for(absl::ToChronoMilliseconds(options.retry_interval));

@@ -8,7 +8,8 @@
 //
 // Memory: memory_space() says where the pointers must point. kHost (loopback): host
 // memory, and the call returns when the result is in the buffer. kDevice (NCCL): device
-// memory of the rank's GPU; see nccl_communicator.h for when the result is ready.
+// memory of the rank's GPU; the collectives are enqueued on stream() and the result is
+// ready when that stream reaches them (Synchronize() waits for it, with the timeout).
 //
 // Errors: a timeout, an aborted group or ranks that disagree on a collective's count or
 // kind return a Status (DEADLINE_EXCEEDED, ABORTED, INTERNAL...). After a failure the
@@ -47,6 +48,19 @@ class Communicator {
   virtual absl::Status Broadcast(void* data, int64_t bytes, int root) = 0;
   // Returns once every rank has called Barrier().
   virtual absl::Status Barrier() = 0;
+
+  // OK while the group works; otherwise why it broke (the Status every later collective
+  // returns). Cheap; for the rank's thread, or any thread while the rank is idle.
+  virtual absl::Status status() const = 0;
+
+  // kDevice: the cudaStream_t the collectives are enqueued on (a backend that queues its
+  // ops on that stream orders them with its own work). Null for kHost.
+  virtual void* stream() const { return nullptr; }
+  // Waits until every collective this rank has issued has finished. kHost collectives
+  // finish before they return (OK at once). kDevice: polls the stream and the library's
+  // errors and fails (breaking the group, so that no kernel waits forever for a rank that
+  // is gone) past the timeout.
+  virtual absl::Status Synchronize() { return status(); }
 };
 
 }  // namespace tokenmill

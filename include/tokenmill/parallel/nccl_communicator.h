@@ -14,7 +14,11 @@
 // ordered after work already queued there. With `synchronous` the call also waits until
 // the collective has finished, polling for NCCL errors, and fails with DEADLINE_EXCEEDED
 // (aborting the communicator) past `timeout`; without it the call returns once enqueued
-// and the result is ready when the stream reaches it.
+// and the result is ready when the stream reaches it (Synchronize() waits the same
+// bounded way). While `stream` is being captured into a CUDA graph a collective is only
+// recorded, never waited for. For the forward pass, create it on the rank's backend
+// stream (Backend::device_stream()) with synchronous = false: the backend then orders the
+// collectives with its ops and waits for them before it reads results on the host.
 //
 // Errors: a failed or timed-out collective aborts the NCCL communicator (ncclCommAbort);
 // every later call returns the same Status.

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -51,10 +52,14 @@ class BootstrapServer {
   // Waits for ranks 1..world_size-1 and sends them `payload`. DEADLINE_EXCEEDED naming the
   // ranks still missing; INVALID_ARGUMENT for an inconsistent peer.
   absl::Status Serve(int world_size, const std::string& payload);
+  // As Serve(), but keeps the connections open (the TCP communicator's links): element r
+  // is rank r's connected socket (element 0 is -1), owned by the caller, who close()s it.
+  absl::StatusOr<std::vector<int>> ServeAndKeep(int world_size, const std::string& payload);
 
  private:
   BootstrapServer(int fd, int port, const BootstrapOptions& options)
       : fd_(fd), port_(port), options_(options) {}
+  absl::Status ServeImpl(int world_size, const std::string& payload, std::vector<int>* keep);
   int fd_;
   int port_;
   BootstrapOptions options_;
@@ -64,6 +69,15 @@ class BootstrapServer {
 // payload. UNAVAILABLE when rank 0 never answered within the timeout.
 absl::StatusOr<std::string> FetchBootstrapPayload(const BootstrapOptions& options, int rank,
                                                   int world_size);
+
+// As FetchBootstrapPayload, keeping the connection to rank 0 open: `fd` is a connected,
+// non-blocking socket owned by the caller (who close()s it).
+struct BootstrapConnection {
+  int fd = -1;
+  std::string payload;
+};
+absl::StatusOr<BootstrapConnection> ConnectBootstrap(const BootstrapOptions& options, int rank,
+                                                     int world_size);
 
 // Both sides in one call: rank 0 serves `payload` and returns it; other ranks fetch it.
 absl::StatusOr<std::string> ExchangeBootstrapPayload(const BootstrapOptions& options, int rank,

@@ -130,6 +130,15 @@ class NcclCommunicator final : public Communicator {
     return s;
   }
 
+  absl::Status status() const override { return broken_; }
+  void* stream() const override { return stream_; }
+
+  absl::Status Synchronize() override {
+    if (!broken_.ok() || comm_ == nullptr) return broken_;
+    TM_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(options_.device), "cudaSetDevice"));
+    return WaitStream(absl::Now() + options_.timeout, "Synchronize");
+  }
+
  private:
   template <typename Enqueue>
   absl::Status Collective(const char* what, int64_t count, Enqueue enqueue) {
@@ -141,6 +150,18 @@ class NcclCommunicator final : public Communicator {
     if (absl::Status s = NcclStatus(enqueue(), comm_, what); !s.ok()) return Fail(s);
     TM_RETURN_IF_ERROR(WaitAsync(deadline, what));
     if (!options_.synchronous) return absl::OkStatus();
+    // While a backend captures the stream into a CUDA graph, the collective is only being
+    // recorded: querying the stream would invalidate the capture.
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    TM_RETURN_IF_ERROR(CudaStatus(cudaStreamIsCapturing(stream_, &capture), what));
+    if (capture != cudaStreamCaptureStatusNone) return absl::OkStatus();
+    return WaitStream(deadline, what);
+  }
+
+  // Polls the stream until it has drained. NCCL kernels spin while a peer is missing, so
+  // a plain cudaStreamSynchronize could wait forever: past the deadline, or on an error
+  // NCCL reports, the communicator is aborted (which releases the kernels).
+  absl::Status WaitStream(absl::Time deadline, const char* what) {
     for (;;) {
       const cudaError_t q = cudaStreamQuery(stream_);
       if (q == cudaSuccess) return absl::OkStatus();
@@ -153,7 +174,7 @@ class NcclCommunicator final : public Communicator {
       if (absl::Now() > deadline) {
         return Fail(absl::DeadlineExceededError(
             absl::StrCat(what, " on rank ", options_.rank, " did not finish within ",
-                         absl::FormatDuration(options_.timeout))));
+                         absl::FormatDuration(options_.timeout), " (is every rank alive?)")));
       }
       std::this_thread::sleep_for(absl::ToChronoMicroseconds(kPollInterval));
     }
