@@ -20,6 +20,26 @@ TensorView Rows(const TensorView& t, int64_t rows) {
 
 const TensorView* OptionalBias(const TensorView& t) { return t.data != nullptr ? &t : nullptr; }
 
+// The rank's Communicator as the backend sees a group (backend/ cannot include parallel/).
+class CommunicatorGroup final : public CollectiveGroup {
+ public:
+  explicit CommunicatorGroup(Communicator* comm) : comm_(comm) {}
+  int world_size() const override { return comm_->world_size(); }
+  void* device_stream() const override {
+    return comm_->memory_space() == MemorySpace::kDevice ? comm_->stream() : nullptr;
+  }
+  absl::Status AllReduceSum(float* data, int64_t count) override {
+    return comm_->AllReduceSum(data, count);
+  }
+  absl::Status AllGather(const float* send, int64_t count, float* recv) override {
+    return comm_->AllGather(send, count, recv);
+  }
+  absl::Status Synchronize() override { return comm_->Synchronize(); }
+
+ private:
+  Communicator* comm_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Create(const LoadedModel& model,
@@ -59,16 +79,24 @@ absl::Status LlamaModel::CheckCommunicator() {
                          : absl::StrCat("rank ", comm_->rank(), " of ", comm_->world_size()),
         ")"));
   }
-  if (comm_->memory_space() != MemorySpace::kHost) {
-    // The backends queue ops (CUDA graphs), so a device collective called from here
-    // would not be ordered after them: it needs a collective op inside the backend.
-    return absl::UnimplementedError(
-        "device-memory communicators (NCCL) are not wired into the forward pass yet; "
-        "use a host (loopback) communicator (docs/parallel.md)");
+  if (comm_->memory_space() == MemorySpace::kDevice) {
+    // Device collectives are ops of the backend's stream: the communicator must enqueue
+    // on that very stream, or they would race the ops around them.
+    void* stream = backend_->device_stream();
+    if (stream == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", c.name, "' rank ", c.tp_rank, ": backend '",
+          std::string(backend_->Name()),
+          "' takes host communicators (loopback, tcp), not device-memory ones (NCCL)"));
+    }
+    if (comm_->stream() != stream) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", c.name, "' rank ", c.tp_rank,
+          ": the NCCL communicator must enqueue on the backend's stream "
+          "(NcclOptions::stream = backend->device_stream())"));
+    }
   }
-  // backend.h: the CPU backend's tensors are host memory and its ops have finished when
-  // they return, so collectives may work on them in place.
-  host_tensors_ = backend_->Name() == "cpu";
+  group_ = std::make_unique<CommunicatorGroup>(comm_);
   return absl::OkStatus();
 }
 
@@ -126,8 +154,15 @@ absl::Status LlamaModel::AllocateActivations() {
   TM_RETURN_IF_ERROR(alloc(t, c.intermediate_size, &up_));
   TM_RETURN_IF_ERROR(alloc(t, c.intermediate_size, &act_));
   TM_RETURN_IF_ERROR(alloc(options_.max_num_logits, c.hidden_size, &logits_in_));
-  const int local_vocab = c.tp_vocab_size > 0 ? c.tp_vocab_size : c.vocab_size;
-  TM_RETURN_IF_ERROR(alloc(options_.max_num_logits, local_vocab, &logits_));
+  // A shard's logits buffer has room for the largest vocab slice: the gather sends that
+  // many columns from every rank (GatherLogits).
+  const int64_t logits_cols =
+      is_sharded() ? MaxVocabShardSize(c.vocab_size, c.tp_size) : int64_t{c.vocab_size};
+  TM_RETURN_IF_ERROR(alloc(options_.max_num_logits, logits_cols, &logits_));
+  if (group_ != nullptr && group_->device_stream() != nullptr) {
+    TM_RETURN_IF_ERROR(alloc(int64_t{c.tp_size} * options_.max_num_logits, logits_cols,
+                             &gathered_logits_));
+  }
   return absl::OkStatus();
 }
 
@@ -178,40 +213,34 @@ absl::Status LlamaModel::RunLayer(int layer, int num_tokens) {
 }
 
 absl::Status LlamaModel::AllReduce(const TensorView& t) {
-  const int64_t count = t.NumElements();
-  if (host_tensors_) return comm_->AllReduceSum(t.As<float>(), count);
-  stage_.resize(count);
-  backend_->CopyToHost(t, stage_.data());
-  TM_RETURN_IF_ERROR(comm_->AllReduceSum(stage_.data(), count));
-  backend_->CopyFromHost(stage_.data(), t);
-  return absl::OkStatus();
+  return backend_->AllReduceSum(*group_, t);
 }
 
-// Every rank pads its slice to the largest one so that the gather has one count; rank r's
-// slice of row i then sits at recv[(r * rows + i) * max_vocab].
+// Each rank contributes one slot of rows * max_vocab floats: its [rows, tp_vocab_size]
+// logits, contiguous, then slack (vocab slices differ by at most one column), so no rank
+// has to pad rows on the device. Rank r's row i then sits at recv[r * slot + i * size_r].
 absl::Status LlamaModel::GatherLogits(const TensorView& local, int rows,
                                       std::vector<float>* logits) {
   const ModelConfig& c = config_;
   const int n = c.tp_size;
-  const int64_t max_vocab = MaxVocabShardSize(c.vocab_size, n);
-  const int64_t mine = c.tp_vocab_size;
-  gather_send_.resize(rows * max_vocab);
-  gather_recv_.resize(n * rows * max_vocab);
-  if (mine == max_vocab) {
-    backend_->CopyToHost(local, gather_send_.data());
+  const int64_t slot = rows * MaxVocabShardSize(c.vocab_size, n);
+  gather_recv_.resize(n * slot);
+  if (group_->device_stream() != nullptr) {
+    // On the device, then one copy of the gathered slots (which waits for the gather).
+    const TensorView send{local.data, DType::kF32, Shape{slot}};
+    const TensorView recv{gathered_logits_.data, DType::kF32, Shape{n * slot}};
+    TM_RETURN_IF_ERROR(backend_->AllGather(*group_, send, recv));
+    backend_->CopyToHost(recv, gather_recv_.data());
   } else {
-    stage_.resize(rows * mine);
-    backend_->CopyToHost(local, stage_.data());
-    for (int64_t i = 0; i < rows; ++i) {
-      std::copy_n(stage_.data() + i * mine, mine, gather_send_.data() + i * max_vocab);
-    }
+    gather_send_.resize(slot);
+    backend_->CopyToHost(local, gather_send_.data());
+    TM_RETURN_IF_ERROR(comm_->AllGather(gather_send_.data(), slot, gather_recv_.data()));
   }
-  TM_RETURN_IF_ERROR(comm_->AllGather(gather_send_.data(), rows * max_vocab, gather_recv_.data()));
   logits->resize(static_cast<size_t>(rows) * c.vocab_size);
   for (int r = 0; r < n; ++r) {
     const VocabRange v = VocabShard(c.vocab_size, r, n);
     for (int64_t i = 0; i < rows; ++i) {
-      std::copy_n(gather_recv_.data() + (r * rows + i) * max_vocab, v.size,
+      std::copy_n(gather_recv_.data() + r * slot + i * v.size, v.size,
                   logits->data() + i * c.vocab_size + v.start);
     }
   }
@@ -257,7 +286,8 @@ absl::Status LlamaModel::RunGraph(const BatchPlan& plan, std::vector<float>* log
     return absl::OkStatus();
   }
   const TensorView rows = Rows(logits_in_, num_logits);
-  const TensorView out = Rows(logits_, num_logits);
+  const int64_t local_vocab = is_sharded() ? c.tp_vocab_size : c.vocab_size;
+  const TensorView out{logits_.data, DType::kF32, Shape{num_logits, local_vocab}};
   b.GatherLogitsRows(normed, rows);
   b.MatMul(rows, lm_head_, nullptr, out);
   if (comm_ != nullptr) return GatherLogits(out, num_logits, logits);

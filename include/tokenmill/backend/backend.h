@@ -88,6 +88,26 @@ struct AttentionParams {
   int sliding_window = 0;
 };
 
+// A tensor-parallel group as a backend sees it. backend/ depends on core only, so model/
+// adapts its parallel/ Communicator to this. Calls follow Communicator's contract: every
+// rank makes the same calls in the same order; a failure breaks the group.
+class CollectiveGroup {
+ public:
+  virtual ~CollectiveGroup() = default;
+  virtual int world_size() const = 0;
+  // Where the pointers live. Null: host memory, and a call returns when its result is in
+  // the buffer. Otherwise the cudaStream_t (device memory) the calls are enqueued on; a
+  // backend runs them only if that is its own device_stream().
+  virtual void* device_stream() const = 0;
+  // data[i] = sum over ranks of data_r[i], `count` floats, in place.
+  virtual absl::Status AllReduceSum(float* data, int64_t count) = 0;
+  // recv[r * count + i] = send_r[i]; recv holds world_size() * count floats.
+  virtual absl::Status AllGather(const float* send, int64_t count, float* recv) = 0;
+  // Device groups: waits (bounded by the group's timeout) until the calls enqueued so far
+  // have finished; breaks the group rather than wait forever for a rank that is gone.
+  virtual absl::Status Synchronize() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -146,6 +166,24 @@ class Backend {
   virtual void SiluMul(const TensorView& gate, const TensorView& up, TensorView out) = 0;
   // out[i, :] = x[plan.logits_rows[i], :].
   virtual void GatherLogitsRows(const TensorView& x, TensorView out) = 0;
+
+  // --- collectives (tensor parallelism) ---------------------------------------------
+  // The stream (cudaStream_t) this backend queues its ops on, for device collectives
+  // (NcclOptions::stream) that must be ordered with them; null when the backend has none
+  // (its ops have finished when they return, and it takes host groups only).
+  virtual void* device_stream() const { return nullptr; }
+  // Sums `t` (an F32 tensor of this backend) over the group's ranks, in place, after the
+  // ops issued before and before those issued after. Returns an error known now (the
+  // collective's own for a host group; an argument or earlier failure otherwise); a device
+  // collective's later failure comes from Finish(), which waits for it through
+  // group.Synchronize(). This default stages through host memory (CopyToHost, the group,
+  // CopyFromHost), which any backend can do with a host group.
+  virtual absl::Status AllReduceSum(CollectiveGroup& group, TensorView t);
+  // recv (F32, world_size * n elements) = every rank's `send` (F32, n elements) in rank
+  // order, flat: shapes are not looked at, only element counts. Same ordering, errors and
+  // default staging as AllReduceSum.
+  virtual absl::Status AllGather(CollectiveGroup& group, const TensorView& send,
+                                 TensorView recv);
 };
 
 }  // namespace tokenmill

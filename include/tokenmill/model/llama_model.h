@@ -27,8 +27,9 @@ struct LlamaModelOptions {
   int max_num_logits = 256;   // most rows of logits one step may ask for
   // This rank's communicator; required when the model is a shard (config.tp_size > 1),
   // with world_size == tp_size and rank == tp_rank. Not owned; must outlive the model.
-  // Host-memory communicators (loopback) work with any backend (the CPU backend's
-  // tensors are used in place, others are staged through host copies).
+  // Host-memory communicators (loopback, tcp) work with any backend (the CPU backend's
+  // tensors are used in place, others are staged through host copies); device-memory ones
+  // (NCCL) need a backend with a device_stream() they enqueue on (Communicator::stream()).
   Communicator* communicator = nullptr;
 };
 
@@ -78,11 +79,12 @@ class LlamaModel {
   // Activation buffers sized for max_num_tokens rows.
   TensorView residual_, normed_, q_, k_, v_, attn_, proj_, gate_, up_, act_, logits_in_, logits_;
   std::vector<TensorView> allocated_;
-  // Tensor parallelism: the communicator, whether the backend's tensors are host memory
-  // the communicator may use in place, and host staging buffers.
+  // Tensor parallelism: the communicator, as the backend's collective group, and the
+  // logits gather's buffers (device ones only for a device communicator).
   Communicator* comm_ = nullptr;
-  bool host_tensors_ = false;
-  std::vector<float> stage_, gather_send_, gather_recv_;
+  std::unique_ptr<CollectiveGroup> group_;
+  TensorView gathered_logits_;
+  std::vector<float> gather_send_, gather_recv_;
 };
 
 }  // namespace tokenmill

@@ -184,6 +184,38 @@ void CpuBackend::CopyFromHost(const void* src, TensorView dst) {
   if (dst.NumBytes() > 0) std::memcpy(dst.data, src, dst.NumBytes());
 }
 
+// Ops have finished when they return, so a host collective may read and write the
+// tensors where they are.
+absl::Status CpuBackend::AllReduceSum(CollectiveGroup& group, TensorView t) {
+  if (group.device_stream() != nullptr) {
+    return absl::FailedPreconditionError(
+        "AllReduceSum: the cpu backend takes host communicators, not device ones (NCCL)");
+  }
+  if (t.dtype != DType::kF32 || (t.data == nullptr && t.NumElements() > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("AllReduceSum: tensor ", t.shape.ToString(), " must be F32 with data"));
+  }
+  return group.AllReduceSum(t.As<float>(), t.NumElements());
+}
+
+absl::Status CpuBackend::AllGather(CollectiveGroup& group, const TensorView& send,
+                                   TensorView recv) {
+  if (group.device_stream() != nullptr) {
+    return absl::FailedPreconditionError(
+        "AllGather: the cpu backend takes host communicators, not device ones (NCCL)");
+  }
+  const int64_t count = send.NumElements();
+  const bool ok = send.dtype == DType::kF32 && recv.dtype == DType::kF32 &&
+                  recv.NumElements() == group.world_size() * count &&
+                  (count == 0 || (send.data != nullptr && recv.data != nullptr));
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("AllGather: send ", send.shape.ToString(), " and recv ", recv.shape.ToString(),
+                     " must be F32 with recv holding ", group.world_size(), " x send's elements"));
+  }
+  return group.AllGather(send.As<float>(), count, recv.As<float>());
+}
+
 void CpuBackend::CopyKvBlocks(std::span<const std::pair<int32_t, int32_t>> copies) {
   if (copies.empty() || !status_.ok()) return;
   if (kv_layers_.empty()) {

@@ -52,6 +52,10 @@ class CpuBackend final : public Backend {
   void SiluMul(const TensorView& gate, const TensorView& up, TensorView out) override;
   void GatherLogitsRows(const TensorView& x, TensorView out) override;
 
+  // Host groups work on the tensors in place (no staging); device groups are refused.
+  absl::Status AllReduceSum(CollectiveGroup& group, TensorView t) override;
+  absl::Status AllGather(CollectiveGroup& group, const TensorView& send, TensorView recv) override;
+
  private:
   struct FreeDeleter {
     void operator()(void* p) const { std::free(p); }

@@ -335,6 +335,8 @@ absl::Status CudaBackend::AllocateKvCache(const KvCacheSpec& spec) {
 
 void CudaBackend::CopyToHost(const TensorView& src, void* dst) {
   FlushPending();
+  // A gather whose wait failed left nothing worth copying (and the group is broken).
+  if (!WaitForCollectives()) return;
   (void)cudaSetDevice(options_.device);
   const size_t bytes = src.NumBytes();
   if (bytes == 0) return;
@@ -438,6 +440,7 @@ absl::Status CudaBackend::PlanStep(const BatchPlan& plan) {
 
 absl::Status CudaBackend::Finish() {
   FlushPending();
+  (void)WaitForCollectives();
   const absl::Status sync = TM_CUDA_STATUS(cudaStreamSynchronize(stream_));
   if (!sync.ok()) Fail(sync);
   absl::Status s = std::move(status_);

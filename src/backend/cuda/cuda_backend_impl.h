@@ -80,6 +80,13 @@ class CudaBackend final : public Backend {
   void SiluMul(const TensorView& gate, const TensorView& up, TensorView out) override;
   void GatherLogitsRows(const TensorView& x, TensorView out) override;
 
+  // Collectives (collectives.cc): a device group enqueued on stream_ is an op like the
+  // others (recorded into decode graphs); a host group is staged through host memory.
+  void* device_stream() const override { return stream_; }
+  absl::Status AllReduceSum(CollectiveGroup& group, TensorView t) override;
+  absl::Status AllGather(CollectiveGroup& group, const TensorView& send,
+                         TensorView recv) override;
+
   // For the public free functions.
   absl::StatusOr<CudaMemoryInfo> MemoryInfo();
   // The dtype a KV-cache spec of `requested` dtype is stored in.
@@ -128,6 +135,12 @@ class CudaBackend final : public Backend {
   absl::Status ReserveScratch(GrowableDeviceBuffer& buffer, size_t bytes);
   void InvalidateGraphs();
   int DecodeSplits(int num_kv_heads) const;
+  // Device collectives: checks that `group` enqueues on stream_; records a failure.
+  bool CheckDeviceGroup(std::string_view op, const CollectiveGroup& group);
+  // Before the host blocks on the stream: waits through the group (bounded, aborting it
+  // on failure) for the device collectives issued since the last wait, so that a rank that
+  // is gone becomes an error instead of a stream that never drains. False if it failed.
+  bool WaitForCollectives();
 
   // --- memory helpers ---
   absl::Status UploadConverted(const TensorView& host, DType device_dtype, void* dst);
@@ -159,6 +172,7 @@ class CudaBackend final : public Backend {
   StepMetadata meta_;
   bool has_plan_ = false;
   std::optional<PendingRope> pending_rope_;
+  CollectiveGroup* collectives_to_wait_ = nullptr;  // not owned; cleared by the wait
   absl::Status status_;
 };
 
