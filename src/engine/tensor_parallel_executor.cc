@@ -11,14 +11,18 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "engine/distributed_executor.h"
+#include "engine/distributed_rank.h"
 #include "spdlog/spdlog.h"
-#include "tokenmill/backend/cpu_backend.h"
 #include "tokenmill/core/status.h"
 #include "tokenmill/kv/kv_cache_config.h"
 #include "tokenmill/model/sharding.h"
 #include "tokenmill/parallel/loopback.h"
 #ifdef TOKENMILL_HAVE_CUDA
 #include "tokenmill/backend/cuda_backend.h"
+#endif
+#ifdef TOKENMILL_HAVE_NCCL
+#include "tokenmill/parallel/nccl_communicator.h"
 #endif
 
 namespace tokenmill {
@@ -127,22 +131,6 @@ absl::Status FirstError(const std::vector<absl::Status>& statuses) {
   return absl::OkStatus();
 }
 
-// Rank r's backend: a CPU backend, or the CUDA backend on device r (one GPU per rank).
-absl::StatusOr<std::unique_ptr<Backend>> MakeRankBackend(const ExecutorOptions& options,
-                                                         [[maybe_unused]] int r,
-                                                         int threads_per_rank) {
-  if (options.backend == "cpu") return MakeCpuBackend({.num_threads = threads_per_rank});
-#ifdef TOKENMILL_HAVE_CUDA
-  if (options.backend == "cuda") {
-    CudaBackendOptions cuda;
-    cuda.device = r;
-    return MakeCudaBackend(cuda);
-  }
-#endif
-  return absl::InvalidArgumentError(
-      absl::StrCat("backend '", options.backend, "' has no tensor parallelism in this build"));
-}
-
 absl::Status CheckBackend(const ExecutorOptions& options) {
   if (options.backend == "cpu") return absl::OkStatus();
   if (options.backend == "cuda") {
@@ -165,6 +153,7 @@ absl::Status CheckBackend(const ExecutorOptions& options) {
 
 // One rank's shard, backend, model.
 struct Rank {
+  Communicator* comm = nullptr;  // owned by the executor (loopback group or NCCL)
   std::unique_ptr<LoadedModel> shard;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;
@@ -178,7 +167,16 @@ class TensorParallelExecutor final : public ModelExecutor {
       : config_(config), options_(options), threads_per_rank_(threads_per_rank) {}
 
   ~TensorParallelExecutor() override {
-    threads_.reset();  // ranks are idle between steps; stop them before their models go
+    // Models first, then their communicators (NCCL ranks finalize together, each on its
+    // thread), then (with ranks_) the backends whose streams NCCL used.
+    if (threads_ != nullptr) {
+      threads_->Run([&](int r) {
+        ranks_[r].model.reset();
+        if (!nccl_.empty()) nccl_[r].reset();
+        return absl::OkStatus();
+      });
+    }
+    threads_.reset();  // ranks are idle between steps
   }
 
   absl::Status Init(const LoadedModel& model) {
@@ -188,6 +186,14 @@ class TensorParallelExecutor final : public ModelExecutor {
     threads_ =
         std::make_unique<RankThreads>(n, [this](const absl::Status& s) { group_->Abort(s); });
     ranks_.resize(n);
+    // In phases, so that no rank waits in NCCL's set-up for a rank whose GPU failed.
+    TM_RETURN_IF_ERROR(FirstError(threads_->Run([&](int r) -> absl::Status {
+      // Rank r runs on GPU r (cuda).
+      TM_ASSIGN_OR_RETURN(ranks_[r].backend,
+                          MakeRankBackend(options_.backend, r, threads_per_rank_));
+      return absl::OkStatus();
+    })));
+    TM_RETURN_IF_ERROR(MakeCommunicators());
     // Each rank shards and uploads its own weights, in parallel.
     TM_RETURN_IF_ERROR(FirstError(threads_->Run([&](int r) { return InitRank(model, r); })));
     int num_blocks = options_.num_kv_blocks;
@@ -218,11 +224,14 @@ class TensorParallelExecutor final : public ModelExecutor {
       if (!copy_pairs_.empty()) rank.backend->CopyKvBlocks(copy_pairs_);
       return rank.model->Forward(plan, r == 0 ? logits : &rank.logits);
     }));
-    if (const absl::Status group = group_->status(); !group.ok()) {
-      broken_ = absl::UnavailableError(absl::StrCat("tensor-parallel ranks are out of step (",
-                                                    std::string(group.message()),
-                                                    "); restart the engine"));
-      spdlog::error("{}", std::string(broken_.message()));
+    for (const Rank& rank : ranks_) {
+      if (const absl::Status group = rank.comm->status(); !group.ok()) {
+        broken_ = absl::UnavailableError(absl::StrCat("tensor-parallel ranks are out of step (",
+                                                      std::string(group.message()),
+                                                      "); restart the engine"));
+        spdlog::error("{}", std::string(broken_.message()));
+        break;
+      }
     }
     return step;
   }
@@ -231,8 +240,9 @@ class TensorParallelExecutor final : public ModelExecutor {
     const bool is_cpu = options_.backend == "cpu";
     return absl::StrCat(
         std::string(ranks_[0].backend->Name()), " x", options_.tensor_parallel,
-        is_cpu ? absl::StrCat(" loopback ranks (", threads_per_rank_, " thread(s) each)")
-               : std::string(" (one GPU per rank, collectives staged through host memory)"),
+        is_cpu       ? absl::StrCat(" loopback ranks (", threads_per_rank_, " thread(s) each)")
+        : uses_nccl_ ? std::string(" (one GPU per rank, NCCL collectives on each backend's stream)")
+                     : std::string(" (one GPU per rank, collectives staged through host memory)"),
         ", ", spec_.num_blocks, " KV blocks of ", spec_.block_size, " tokens per rank");
   }
 
@@ -240,19 +250,56 @@ class TensorParallelExecutor final : public ModelExecutor {
   absl::Status InitRank(const LoadedModel& model, int r) {
     Rank& rank = ranks_[r];
     TM_ASSIGN_OR_RETURN(rank.shard, ShardModel(model, r, options_.tensor_parallel));
-    TM_ASSIGN_OR_RETURN(rank.backend, MakeRankBackend(options_, r, threads_per_rank_));
     LlamaModelOptions mo;
     mo.max_num_tokens = options_.max_num_tokens;
     mo.max_num_logits = options_.max_num_logits;
-    mo.communicator = group_->rank(r);
+    mo.communicator = rank.comm;
     TM_ASSIGN_OR_RETURN(rank.model, LlamaModel::Create(*rank.shard, rank.backend.get(), mo));
+    return absl::OkStatus();
+  }
+
+  // Each rank's communicator: NCCL on its backend's stream (cuda, in builds with NCCL),
+  // otherwise the loopback group's rank.
+  absl::Status MakeCommunicators() {
+#ifdef TOKENMILL_HAVE_NCCL
+    if (options_.backend == "cuda") {
+      // In one process the unique id needs no bootstrap.
+      TM_ASSIGN_OR_RETURN(const std::string id, NcclGetUniqueId());
+      nccl_.resize(ranks_.size());
+      TM_RETURN_IF_ERROR(FirstError(threads_->Run([&](int r) -> absl::Status {
+        NcclOptions o;
+        o.rank = r;
+        o.world_size = options_.tensor_parallel;
+        o.device = r;
+        o.unique_id = id;
+        o.stream = ranks_[r].backend->device_stream();
+        // Enqueue only: the backend orders the collectives with its ops (and records them
+        // into its CUDA graphs) and waits for them through Synchronize().
+        o.synchronous = false;
+        o.timeout = kCollectiveTimeout;
+        TM_ASSIGN_OR_RETURN(nccl_[r], MakeNcclCommunicator(o));
+        ranks_[r].comm = nccl_[r].get();
+        return absl::OkStatus();
+      })));
+      uses_nccl_ = true;
+      return absl::OkStatus();
+    }
+#endif
+    if (options_.backend == "cuda") {
+      spdlog::warn(
+          "tensor parallelism on cuda without NCCL (this build did not find it): collectives "
+          "are staged through host memory");
+    }
+    for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r].comm = group_->rank(static_cast<int>(r));
     return absl::OkStatus();
   }
 
   ModelConfig config_;
   ExecutorOptions options_;
   int threads_per_rank_;
+  bool uses_nccl_ = false;
   std::unique_ptr<LoopbackGroup> group_;
+  std::vector<std::unique_ptr<Communicator>> nccl_;  // outlive the models (declared first)
   std::vector<Rank> ranks_;
   std::unique_ptr<RankThreads> threads_;  // declared last: stopped first
   KvCacheSpec spec_;
@@ -266,6 +313,7 @@ absl::StatusOr<std::unique_ptr<ModelExecutor>> MakeTensorParallelExecutor(
     const LoadedModel& model, const ExecutorOptions& options) {
   const int n = options.tensor_parallel;
   TM_CHECK(n > 1, "tensor_parallel ", n);
+  if (!options.bootstrap.empty()) return MakeDistributedExecutor(model, options);
   TM_RETURN_IF_ERROR(CheckShardable(model, n));
   TM_RETURN_IF_ERROR(CheckBackend(options));
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -9,11 +9,13 @@
 // any rank fails the step; a broken communicator (timeout, a rank that died) fails this
 // step and, with UNAVAILABLE, every later one.
 //
-// Ranks meet in a loopback group (threads of this process, host-memory collectives):
-//   - cpu: num_threads is per rank; 0 divides the hardware threads among the ranks.
-//   - cuda: rank r runs on GPU r; each collective copies the partial sums to the host and
-//     back (correct, but bound by PCIe; NCCL on the backend's stream is the follow-up,
-//     docs/parallel.md). More ranks than GPUs is an error.
+// How ranks meet:
+//   - cpu: a loopback group (threads of this process, host-memory collectives);
+//     num_threads is per rank, 0 divides the hardware threads among the ranks.
+//   - cuda: rank r runs on GPU r. Builds with NCCL give each rank an NCCL communicator on
+//     its backend's stream (unique id shared in process; collectives are device ops, in
+//     CUDA graphs too). Without NCCL, a loopback group staged through host memory.
+//     More ranks than GPUs is an error.
 #pragma once
 
 #include <memory>

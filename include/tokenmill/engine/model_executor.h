@@ -3,6 +3,7 @@
 // samples from the logits it returns.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -48,6 +49,13 @@ struct ExecutorOptions {
   // Testing only: a fault-injection SPEC (engine/fault_injection.h) that fails or delays
   // chosen steps. "": off, nothing is wrapped.
   std::string inject_faults;
+  // Tensor parallelism over processes (docs/parallel.md): "host:port" where this process,
+  // rank 0, waits for ranks 1..tensor_parallel-1 (`tokenmill worker`). Empty: all ranks
+  // in this process.
+  std::string bootstrap;
+  // Called once, from any thread, when the executor can never run a step again (a rank
+  // of a multi-process group is gone). Must be quick; e.g. the daemon starts shutting down.
+  std::function<void(const absl::Status&)> on_fatal;
 };
 
 // Builds the executor for `model` (which must outlive it): backend(s), weights, KV cache.
