@@ -14,5 +14,6 @@ void AddTokenizerCommands(CLI::App& app, std::function<int()>* action);
 void AddReportCommand(CLI::App& app, std::function<int()>* action);
 void AddServeCommand(CLI::App& app, std::function<int()>* action);
 void AddBenchCommand(CLI::App& app, std::function<int()>* action);
+void AddWorkerCommand(CLI::App& app, std::function<int()>* action);
 
 }  // namespace tokenmill

@@ -37,6 +37,10 @@ void AddEngineFlags(CLI::App* app, EngineFlags* f) {
   app->add_option("--max-pending-requests", f->max_pending_requests,
                   "Bound on unfinished requests; beyond it requests are refused (0: none)")
       ->capture_default_str();
+  app->add_option("--bootstrap", f->bootstrap,
+                  "HOST:PORT where this process (rank 0) waits for the other tensor-parallel "
+                  "ranks, run as `tokenmill worker` processes (docs/parallel.md)")
+      ->envname("TOKENMILL_BOOTSTRAP");
   app->add_option("--inject-faults", f->inject_faults,
                   "TESTING ONLY: fail or delay engine steps on purpose, e.g. "
                   "'step_error:at=3;step_delay_ms=10' (docs/operations.md)");
@@ -64,6 +68,11 @@ absl::StatusOr<std::unique_ptr<Engine>> BuildEngine(const ModelBundle& bundle,
         "purpose. Testing only; never use this in production.",
         faults->ToString());
   }
+  if (!f.bootstrap.empty() && f.tensor_parallel < 2) {
+    return absl::InvalidArgumentError(
+        "--bootstrap gathers the ranks of a tensor-parallel group: it needs --tensor-parallel "
+        ">= 2 (this process is rank 0, `tokenmill worker` processes the others)");
+  }
   ExecutorOptions eo;
   eo.backend = f.backend;
   eo.num_threads = f.threads;
@@ -74,6 +83,8 @@ absl::StatusOr<std::unique_ptr<Engine>> BuildEngine(const ModelBundle& bundle,
   eo.max_num_tokens = std::max(f.max_batched_tokens, f.max_num_seqs);
   eo.max_num_logits = f.max_num_seqs;
   eo.inject_faults = f.inject_faults;
+  eo.bootstrap = f.bootstrap;
+  eo.on_fatal = f.on_fatal;
   TM_ASSIGN_OR_RETURN(std::unique_ptr<ModelExecutor> exec,
                       MakeModelExecutor(*bundle.model, eo));
   EngineOptions opts;

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   tokenmill::AddReportCommand(app, &action);
   tokenmill::AddServeCommand(app, &action);
   tokenmill::AddBenchCommand(app, &action);
+  tokenmill::AddWorkerCommand(app, &action);
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::from_str(log_level));
   return action ? action() : 0;

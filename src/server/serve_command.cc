@@ -1,5 +1,9 @@
 // `tokenmill serve`: the daemon. Loads the model, starts the engine with its meters, serves
 // gRPC and HTTP, and drains on SIGTERM/SIGINT.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -267,6 +271,15 @@ int RunServe(ServeFlags& f, const CLI::App& cmd) {
   }
   // Testing only, so a flag and never a config field: it bypasses the config overlay.
   options->engine.inject_faults = f.engine.inject_faults;
+  options->engine.bootstrap = f.engine.bootstrap;
+  // A lost tensor-parallel worker ends the daemon (no request could run again): it drains
+  // as on SIGTERM, then exits non-zero so that a supervisor restarts the group.
+  auto group_lost = std::make_shared<std::atomic<bool>>(false);
+  options->engine.on_fatal = [group_lost](const absl::Status& why) {
+    if (group_lost->exchange(true)) return;
+    spdlog::critical("{}; shutting down", std::string(why.message()));
+    kill(getpid(), SIGTERM);  // the signal watcher thread takes it (signals.h)
+  };
   const ServeOptions& o = *options;
   if (absl::Status s = ConfigureLogging(o.log_format, o.log_level); !s.ok()) {
     spdlog::error("{}", std::string(s.message()));
@@ -292,7 +305,7 @@ int RunServe(ServeFlags& f, const CLI::App& cmd) {
   }
   AnnounceListening(o, d);
   Drain(o, d, signals->WaitForFirst());
-  return 0;
+  return group_lost->load() ? 1 : 0;
 }
 
 }  // namespace

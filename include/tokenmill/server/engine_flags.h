@@ -1,6 +1,7 @@
 // Engine and executor knobs shared by `generate`, `serve` and `bench`, as CLI flags.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,6 +26,12 @@ struct EngineFlags {
   int max_pending_requests = 0;
   // Testing only (--inject-faults): engine/fault_injection.h. Never read from a config file.
   std::string inject_faults;
+  // --bootstrap HOST:PORT (or TOKENMILL_BOOTSTRAP): ranks 1..N-1 are `tokenmill worker`
+  // processes that join this one there (docs/parallel.md). A flag, not a config field.
+  std::string bootstrap;
+  // Set by the command, not a flag: called once if the engine can never run again (a
+  // worker of the tensor-parallel group is gone). ExecutorOptions::on_fatal.
+  std::function<void(const absl::Status&)> on_fatal;
 };
 
 void AddEngineFlags(CLI::App* app, EngineFlags* flags);
