@@ -17,13 +17,18 @@
 #       the CUDA tests, the kernel benchmarks (with PyTorch's SDPA and matmul on the same
 #       shapes) and the end-to-end benchmark on demo:llama3-8b, in under 8 minutes, and
 #       prints one table last. Logs and JSON go to $OUT (what the device tool brings back).
+#       Tensor parallelism (NCCL, loaded from the machine: PyTorch's nvidia-nccl wheel or
+#       the CUDA toolkit): with two GPUs or more, the tp = 2 against tp = 1 test and the
+#       decode speedup (cuda_tp_bench, demo:llama3-8b); with one, both say they skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=${GPU_CHECK_BUILD:-build-gpucheck}  # reuse an sm_90 CUDA build dir with GPU_CHECK_BUILD=...
 BUNDLE=build-gpu-bundle
 TARGETS=(backend_cuda_conformance_test backend_cuda_test backend_cuda_model_test
-         cuda_kernels_bench cuda_e2e_bench)
+         cuda_kernels_bench cuda_e2e_bench engine_tp_test cuda_tp_bench)
+# Binaries that load NCCL, which is never bundled (hundreds of MB): found on the GPU machine.
+NCCL_TARGETS=(engine_tp_test cuda_tp_bench)
 
 die() { echo "gpu-check: ERROR: $*" >&2; exit 1; }
 note() { echo "gpu-check: $*"; }
@@ -31,11 +36,11 @@ note() { echo "gpu-check: $*"; }
 # --- prepare (dev machine) ------------------------------------------------------------
 
 # Shared libraries a binary loads that the GPU machine may lack: everything ldd resolves
-# except glibc's own, the CUDA driver and the (very large) cuBLAS libraries.
+# except glibc's own, the CUDA driver and the (very large) cuBLAS and NCCL libraries.
 carried_libs() {
   ldd "$1" | awk '/=>/ && $3 ~ /^\// {print $3}' |
     grep -Ev '/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux[^/]*)\.so' |
-    grep -Ev '/lib(cuda|nvidia-[^/]*|cublas|cublasLt)\.so' || true
+    grep -Ev '/lib(cuda|nvidia-[^/]*|cublas|cublasLt|nccl)\.so' || true
 }
 
 prepare() {
@@ -93,6 +98,29 @@ EOF
   find / -xdev -name 'libcublasLt.so.13*' 2>/dev/null | head -1 | xargs -r dirname
 }
 
+# Directory holding libnccl.so.2 on this machine, or nothing.
+nccl_dir() {
+  local d
+  for d in /usr/local/cuda/lib /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
+    [ -e "$d/libnccl.so.2" ] && { echo "$d"; return; }
+  done
+  d=$(python3 - <<'EOF' 2>/dev/null || true
+import glob, os, site
+for base in site.getsitepackages():
+    for hit in glob.glob(os.path.join(base, "nvidia", "**", "libnccl.so.2*"), recursive=True):
+        print(os.path.dirname(hit)); raise SystemExit
+EOF
+)
+  [ -n "$d" ] && { echo "$d"; return; }
+  find / -xdev -name 'libnccl.so.2*' 2>/dev/null | head -1 | xargs -r dirname
+}
+
+is_nccl_target() {
+  local t
+  for t in "${NCCL_TARGETS[@]}"; do [ "$1" = "$t" ] && return 0; done
+  return 1
+}
+
 # step NAME TIMEOUT_S CMD...: runs CMD with a time limit, logs to $OUT/NAME.log, records
 # "NAME rc seconds" in $OUT/steps.txt (rc 124: timed out, 125: no time left); never
 # stops the script.
@@ -130,10 +158,17 @@ run() {
   local cublas
   cublas=$(cublas_dir)
   [ -n "$cublas" ] || die "libcublasLt.so.13 not found on this machine (CUDA 13 toolkit or nvidia-cublas wheel)"
-  export LD_LIBRARY_PATH="$ROOT/$BUNDLE/lib:$cublas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  local nccl
+  nccl=$(nccl_dir)
+  export LD_LIBRARY_PATH="$ROOT/$BUNDLE/lib:$cublas${nccl:+:$nccl}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local missing
-  missing=$(for b in "$BUNDLE"/bin/*; do ldd "$b" | grep 'not found' || true; done | sort -u)
+  missing=$(for b in "$BUNDLE"/bin/*; do
+    if [ -z "$nccl" ] && is_nccl_target "$(basename "$b")"; then continue; fi
+    ldd "$b" | grep 'not found' || true
+  done | sort -u)
   [ -z "$missing" ] || die "unresolved libraries: $missing"
+  local gpus
+  gpus=$(nvidia-smi -L | grep -c '^GPU' || true)
   export TOKENMILL_TESTDATA="$ROOT/$BUNDLE/testdata" TOKENMILL_SOURCE_DIR="$ROOT"
   local B="$BUNDLE/bin"
 
@@ -146,7 +181,30 @@ run() {
   step torch_bench 60 python3 -c "$PY_SRC" kernels "$OUT/torch_bench.json"
   step e2e_bench 240 env TOKENMILL_E2E_OUTPUT="${E2E_OUTPUT:-1024}" "$B/cuda_e2e_bench" \
     --benchmark_out="$OUT/e2e_bench.json" --benchmark_out_format=json
+  tensor_parallel "$gpus" "$nccl"
   py table "$OUT" | tee "$OUT/table.md"
+}
+
+# tensor_parallel GPUS NCCL_DIR: tp = 2 (NCCL) against tp = 1 where there are two GPUs; a
+# line in $OUT/tp_skipped.txt says why it did not run otherwise.
+tensor_parallel() {
+  local gpus=$1 nccl=$2 B="$BUNDLE/bin"
+  : >"$OUT/tp_skipped.txt"
+  if [ -z "$nccl" ]; then
+    note "== tensor parallelism SKIPPED: no libnccl.so.2 on this machine"
+    echo "no libnccl.so.2 on this machine" >"$OUT/tp_skipped.txt"
+    return 0
+  fi
+  # On one GPU this still checks that tp = 2 is refused cleanly; the NCCL test skips.
+  step tp_test 120 "$B/engine_tp_test" \
+    --gtest_filter='EngineTpTest.Nccl*:EngineTpTest.CudaRanks*' --gtest_output="json:$OUT/tp_test.json"
+  if [ "$gpus" -lt 2 ]; then
+    note "== tp=2 speedup SKIPPED: this machine has $gpus GPU(s); tensor parallelism needs 2"
+    echo "$gpus GPU(s) here; tp = 2 needs 2" >"$OUT/tp_skipped.txt"
+    return 0
+  fi
+  step tp_bench 180 env TOKENMILL_TP_PRESET="${TP_PRESET:-demo:llama3-8b}" "$B/cuda_tp_bench" \
+    --benchmark_out="$OUT/tp_bench.json" --benchmark_out_format=json
 }
 
 # --- the Python half: PyTorch comparisons and the final table ---------------------------
@@ -339,8 +397,28 @@ def table(outdir):
         add("  ... of which output", off.get("output_tokens/s"), "tokens/s")
     else:
         rows.append(("offline 1024/1024 throughput", "n/a", "", "", "", "", (off or {}).get("error_message", "not run")[:40]))
+    tp_skip = ""
+    try:
+        tp_skip = open(os.path.join(outdir, "tp_skipped.txt")).read().strip()
+    except OSError:
+        pass
+    tb = bench_rows(os.path.join(outdir, "tp_bench.json")) or \
+        bench_rows_from_log(os.path.join(outdir, "tp_bench.log"))
+    for name, b in sorted(tb.items()):
+        if not name.startswith("BM_TensorParallelDecode"):
+            continue
+        p = dict(kv.split(":") for kv in name.split("/")[1:] if ":" in kv)
+        label = f"decode tp={p.get('tp')} batch={p.get('batch')} (NCCL)"
+        if b.get("error_occurred"):
+            rows.append((label, "n/a", "", "", "", "", b.get("error_message", "?")[:40]))
+        else:
+            speedup = " speedup %s" % fmt(b.get("speedup"), 2) if "speedup" in b else ""
+            add(label + speedup, b.get("tokens/s"), "tokens/s")
+    if tp_skip:
+        rows.append(("tensor parallelism tp=2 vs tp=1", "skipped", "", "", "", "", tp_skip[:40]))
     for name, label in [("conformance_test", "conformance suite (cuda, cuda_fp32)"),
-                        ("cuda_test", "CUDA backend tests"), ("model_test", "model end to end (goldens, HF refs)")]:
+                        ("cuda_test", "CUDA backend tests"), ("model_test", "model end to end (goldens, HF refs)"),
+                        ("tp_test", "tensor parallelism tests (NCCL; tp=2 needs 2 GPUs)")]:
         rows.append((label, gtest_summary(os.path.join(outdir, name + ".json")), "", "", "", "", ""))
     timeouts = [n for n, (rc, _) in steps.items() if rc in (124, 137)]
     # The record for docs/benchmarks.md, then the table, last.
