@@ -3,6 +3,7 @@
 #include <chrono>
 #include <deque>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "api/proto_convert.h"
@@ -24,13 +25,24 @@ std::optional<double> SecondsLeft(const grpc::CallbackServerContext& ctx) {
   return std::chrono::duration<double>(deadline - WallClock::now()).count();
 }
 
+// The bytes of a message as gRPC received them (usually one slice).
+std::string Flatten(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (!buffer.Dump(&slices).ok()) return bytes;
+  for (const grpc::Slice& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return bytes;
+}
+
 // One Generate call. The worker thread (Run) produces messages; gRPC writes them one at a
 // time (OnWriteDone pops the queue). Messages for the same sample that pile up behind a slow
 // client are merged, so a slow reader gets fewer, larger messages instead of unbounded ones.
-class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   GenerateReactor(Frontend& frontend, WorkerGroup& workers, grpc::CallbackServerContext* ctx,
-                  const v1::GenerateRequest* request)
+                  const grpc::ByteBuffer* request)
       : frontend_(frontend), ctx_(ctx), request_(request) {
     workers.Spawn([this] { Run(); });
   }
@@ -43,10 +55,10 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       std::lock_guard<std::mutex> lock(mu_);
       queue_.pop_front();
       if (!ok) {
-        // The client is gone: nobody will read the rest.
+        // The client is gone (or its deadline passed): nobody will read the rest.
         write_failed_ = true;
         queue_.clear();
-        if (active_ != nullptr) active_->Cancel();
+        if (active_ != nullptr) active_->Cancel(CancelReason());
       }
       if (!queue_.empty()) {
         next = &queue_.front();
@@ -58,7 +70,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
         }
       }
     }
-    if (next != nullptr) StartWrite(next);
+    if (next != nullptr) Write(*next);
     if (finish) Finish(status);
   }
 
@@ -71,23 +83,40 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   void OnDone() override { delete this; }
 
  private:
-  FinishReason CancelReason() const {
-    const std::optional<double> left = SecondsLeft(*ctx_);
-    return left.has_value() && *left <= 0 ? FinishReason::kDeadline : FinishReason::kCancelled;
-  }
+  FinishReason CancelReason() const { return CancelReasonFor(SecondsLeft(*ctx_)); }
 
-  absl::Status Serve() {
-    TM_ASSIGN_OR_RETURN(Principal who, frontend_.Authenticate(AuthorizationOf(*ctx_)));
-    absl::StatusOr<ClientRequest> converted = ClientRequestFromProto(*request_);
-    if (!converted.ok()) {
-      frontend_.RecordRejection(who.tenant, converted.status());
-      return converted.status();
+  absl::StatusOr<ClientRequest> ParseRequest() const {
+    if (!request_->Valid()) {
+      // No request message (the raw handler, unlike the typed one, still calls us): the call
+      // ended before it arrived, or the client sent none. Not an empty request.
+      if (!ctx_->IsCancelled()) {
+        return absl::InvalidArgumentError(
+            "request: the call carried no tokenmill.v1.GenerateRequest message");
+      }
+      if (CancelReason() == FinishReason::kDeadline) {
+        return absl::DeadlineExceededError("deadline passed before the request arrived");
+      }
+      return absl::CancelledError("the call was cancelled before the request arrived");
     }
-    ClientRequest client = *std::move(converted);
+    TM_ASSIGN_OR_RETURN(v1::GenerateRequest request, GenerateRequestFromWire(Flatten(*request_)));
+    TM_ASSIGN_OR_RETURN(ClientRequest client, ClientRequestFromProto(request));
     if (const std::optional<double> left = SecondsLeft(*ctx_); left.has_value()) {
       if (*left <= 0) return absl::DeadlineExceededError("deadline passed before admission");
       client.input.deadline_s = frontend_.clock().NowSeconds() + *left;
     }
+    return client;
+  }
+
+  // The request, or the refusal (counted) of one that does not parse, convert or arrived late.
+  absl::StatusOr<ClientRequest> Convert(const Principal& who) {
+    absl::StatusOr<ClientRequest> client = ParseRequest();
+    if (!client.ok()) frontend_.RecordRejection(who.tenant, client.status());
+    return client;
+  }
+
+  absl::Status Serve() {
+    TM_ASSIGN_OR_RETURN(Principal who, frontend_.Authenticate(AuthorizationOf(*ctx_)));
+    TM_ASSIGN_OR_RETURN(ClientRequest client, Convert(who));
     const int top_logprobs = client.input.sampling.logprobs;
     TM_ASSIGN_OR_RETURN(std::unique_ptr<ActiveRequest> active,
                         frontend_.Start(who, std::move(client)));
@@ -148,7 +177,18 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
         start = &queue_.front();
       }
     }
-    if (start != nullptr) StartWrite(start);
+    if (start != nullptr) Write(*start);
+  }
+
+  // Requires: this thread owns the write in flight (it set writing_, or OnWriteDone of the
+  // previous write runs it), so wire_ is free.
+  void Write(const v1::GenerateResponse& msg) {
+    bool own_buffer = false;
+    wire_.Clear();  // the previous message's write is done; Serialize needs an empty buffer
+    const grpc::Status s =
+        grpc::SerializationTraits<v1::GenerateResponse>::Serialize(msg, &wire_, &own_buffer);
+    if (!s.ok()) spdlog::error("grpc: cannot serialize a GenerateResponse: {}", s.error_message());
+    StartWrite(&wire_);
   }
 
   void FinishWith(const grpc::Status& status) {
@@ -164,7 +204,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
 
   Frontend& frontend_;
   grpc::CallbackServerContext* const ctx_;
-  const v1::GenerateRequest* const request_;
+  const grpc::ByteBuffer* const request_;
+  grpc::ByteBuffer wire_;  // the serialized queue_.front() while it is written
   std::mutex mu_;
   std::deque<v1::GenerateResponse> queue_;  // references stay valid across push_back
   bool writing_ = false;
@@ -211,9 +252,15 @@ std::string AuthorizationOf(const grpc::CallbackServerContext& ctx) {
   return std::string(it->second.data(), it->second.size());
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
-    grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) {
   return new GenerateReactor(frontend_, workers_, ctx, request);
+}
+
+FinishReason CancelReasonFor(std::optional<double> seconds_left) {
+  return seconds_left.has_value() && *seconds_left <= kDeadlineCancelSlackS
+             ? FinishReason::kDeadline
+             : FinishReason::kCancelled;
 }
 
 grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* ctx,

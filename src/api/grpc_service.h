@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 
 #include "tokenmill/api/frontend.h"
 #include "tokenmill/v1/service.grpc.pb.h"
@@ -24,12 +25,16 @@ class WorkerGroup {
   int num_running_ = 0;
 };
 
-class InferenceService final : public v1::Inference::CallbackService {
+// Generate takes its request as bytes and parses it itself: the generated handler answers a
+// request protobuf cannot parse (a string field with invalid UTF-8) with a bare UNIMPLEMENTED,
+// where the client must get INVALID_ARGUMENT naming the field (and the refusal be counted).
+class InferenceService final
+    : public v1::Inference::WithRawCallbackMethod_Generate<v1::Inference::CallbackService> {
  public:
   explicit InferenceService(Frontend& frontend) : frontend_(frontend) {}
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const v1::TokenizeRequest* request,
                                      v1::TokenizeResponse* response) override;
@@ -49,6 +54,12 @@ class InferenceService final : public v1::Inference::CallbackService {
   Frontend& frontend_;
   WorkerGroup workers_;
 };
+
+// How a Generate call that its client cancelled ends: kDeadline when the call had a deadline
+// and at most kDeadlineCancelSlackS of it was left, else kCancelled. A client's deadline timer
+// fires before ours (ours started when the call arrived) and its cancel can reach us first.
+inline constexpr double kDeadlineCancelSlackS = 0.25;
+FinishReason CancelReasonFor(std::optional<double> seconds_left);
 
 // The `authorization` metadata value, "" when absent.
 std::string AuthorizationOf(const grpc::CallbackServerContext& context);

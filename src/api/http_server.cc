@@ -1,6 +1,11 @@
 #include "tokenmill/api/http_server.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "api/http_handlers.h"
@@ -203,9 +208,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Frontend& frontend
   svr.set_tcp_nodelay(true);
   // httplib sets SO_REUSEPORT by default, which would let a second server bind the same port
   // and silently take half the connections; a port in use must be a startup error.
-  svr.set_socket_options([](socket_t sock) {
+  auto listen_sock = std::make_shared<socket_t>(INVALID_SOCKET);
+  svr.set_socket_options([listen_sock](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    *listen_sock = sock;  // the listening socket (accepted ones do not come here)
   });
   s->watcher_ = std::make_unique<ConnectionWatcher>();
   s->handlers_ = std::make_unique<Handlers>(frontend, registry, *s->watcher_, options);
@@ -220,6 +227,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Frontend& frontend
   if (s->port_ <= 0) {
     return absl::UnavailableError(
         absl::StrCat("http: cannot listen on ", options.host, ":", options.port));
+  }
+  // httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into Debian's
+  // library): a burst of clients connecting at once overflows the accept queue and the kernel
+  // drops or resets their connections (issue #10, the soak test). Listening again on the
+  // bound socket only deepens the queue, to the system's limit.
+  if (*listen_sock == INVALID_SOCKET || listen(*listen_sock, SOMAXCONN) != 0) {
+    spdlog::warn("http: cannot deepen the accept queue: {}", std::strerror(errno));
   }
   s->thread_ = std::thread([srv = s->server_.get()] {
     if (!srv->listen_after_bind()) spdlog::debug("http: accept loop ended");

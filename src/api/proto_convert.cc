@@ -1,7 +1,11 @@
 #include "api/proto_convert.h"
 
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "api/utf8.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "tokenmill/core/status.h"
 
 namespace tokenmill {
@@ -30,6 +34,37 @@ absl::StatusOr<nlohmann::ordered_json> MessagesFromProto(const v1::ChatMessages&
   return out;
 }
 
+// The path ("chat.messages[0].content") of the first string field of `bytes`, a serialized
+// `type`, that holds invalid UTF-8; "" when none does. Reads the bytes as unknown fields,
+// which protobuf parses without checking UTF-8 (or logging about it).
+std::string FindInvalidUtf8(const google::protobuf::Descriptor& type, absl::string_view bytes,
+                            int depth) {
+  google::protobuf::UnknownFieldSet fields;
+  if (depth > 16 || !fields.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return "";
+  }
+  std::map<int, int> seen;  // field number -> occurrences so far (the index of a repeated one)
+  for (int i = 0; i < fields.field_count(); ++i) {
+    const google::protobuf::UnknownField& f = fields.field(i);
+    if (f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+    const google::protobuf::FieldDescriptor* fd = type.FindFieldByNumber(f.number());
+    if (fd == nullptr) continue;
+    const int index = seen[f.number()]++;
+    const std::string name =
+        fd->is_repeated() ? absl::StrCat(fd->name(), "[", index, "]") : std::string(fd->name());
+    if (fd->type() == google::protobuf::FieldDescriptor::TYPE_STRING &&
+        !IsValidUtf8(f.length_delimited())) {
+      return name;
+    }
+    if (fd->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+      const std::string inner =
+          FindInvalidUtf8(*fd->message_type(), f.length_delimited(), depth + 1);
+      if (!inner.empty()) return absl::StrCat(name, ".", inner);
+    }
+  }
+  return "";
+}
+
 absl::StatusOr<std::vector<int32_t>> IdsFromProto(
     absl::string_view field, const google::protobuf::RepeatedField<int32_t>& ids) {
   for (int i = 0; i < ids.size(); ++i) {
@@ -45,6 +80,17 @@ std::string TokenText(const Tokenizer* tokenizer, int32_t id) {
 }
 
 }  // namespace
+
+absl::StatusOr<v1::GenerateRequest> GenerateRequestFromWire(absl::string_view bytes) {
+  // Checked first: protobuf would refuse the message, logging an error per bad request.
+  const std::string bad = FindInvalidUtf8(*v1::GenerateRequest::descriptor(), bytes, 0);
+  if (!bad.empty()) return Invalid(bad, "is not valid UTF-8");
+  v1::GenerateRequest request;
+  if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Invalid("request", "is not a valid tokenmill.v1.GenerateRequest message");
+  }
+  return request;
+}
 
 absl::StatusOr<ClientRequest> ClientRequestFromProto(const v1::GenerateRequest& r) {
   ClientRequest c;

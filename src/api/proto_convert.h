@@ -9,6 +9,11 @@
 
 namespace tokenmill {
 
+// Parses a serialized GenerateRequest. InvalidArgument naming the field when a string field
+// holds invalid UTF-8 (which protobuf refuses to parse, and gRPC's generated handler would
+// answer with a bare UNIMPLEMENTED), or when the bytes are not a GenerateRequest at all.
+absl::StatusOr<v1::GenerateRequest> GenerateRequestFromWire(absl::string_view bytes);
+
 // InvalidArgument naming the field: no input, invalid UTF-8, a negative token id.
 absl::StatusOr<ClientRequest> ClientRequestFromProto(const v1::GenerateRequest& request);
 absl::StatusOr<CompletionInput> TokenizeInputFromProto(const v1::TokenizeRequest& request);

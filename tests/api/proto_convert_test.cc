@@ -76,6 +76,42 @@ TEST(ClientRequestFromProtoTest, ErrorsNameTheField) {
             "chat.messages[0].content: is not valid UTF-8");
 }
 
+// Regression (issue #10, soak test): protobuf refuses a request whose string field holds
+// invalid UTF-8, and gRPC's generated handler then answered a bare UNIMPLEMENTED. The service
+// parses the bytes itself and names the field.
+TEST(GenerateRequestFromWireTest, InvalidUtf8IsInvalidArgumentNamingTheField) {
+  v1::GenerateRequest r;
+  r.set_text("fine");
+  r.set_max_tokens(3);
+  auto parsed = GenerateRequestFromWire(r.SerializeAsString());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->text(), "fine");
+  EXPECT_EQ(parsed->max_tokens(), 3);
+
+  // (SerializeAsString writes the bad bytes, logging that it does.)
+  r.set_text("bad \xFF\xFE");
+  parsed = GenerateRequestFromWire(r.SerializeAsString());
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(), "text: is not valid UTF-8");
+
+  r.set_text("ok");
+  r.add_stop("a");
+  r.add_stop("\xC3");
+  EXPECT_EQ(GenerateRequestFromWire(r.SerializeAsString()).status().message(),
+            "stop[1]: is not valid UTF-8");
+
+  r.clear_stop();
+  r.mutable_chat()->add_messages()->set_content("hi");
+  r.mutable_chat()->add_messages()->set_role("us\xE2\x82");
+  EXPECT_EQ(GenerateRequestFromWire(r.SerializeAsString()).status().message(),
+            "chat.messages[1].role: is not valid UTF-8");
+
+  parsed = GenerateRequestFromWire("\xFF\xFF\xFF not a message");
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(),
+            "request: is not a valid tokenmill.v1.GenerateRequest message");
+}
+
 TEST(ProtoConvertTest, DeltasMergeAndFinalInfoCarriesTheRecord) {
   CompletionDelta d;
   d.index = 1;
