@@ -1,12 +1,18 @@
 #include "e2e/e2e_util.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -184,6 +190,133 @@ bool MakeSelfSignedCert(const TempDir& dir, std::string* cert_path, std::string*
     return false;
   }
   return true;
+}
+
+int ConnectLoopback(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string RawJsonPost(const std::string& path, const std::string& body,
+                        const std::string& api_key) {
+  std::string r = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  if (!api_key.empty()) r += "Authorization: Bearer " + api_key + "\r\n";
+  r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+       "\r\n\r\n" + body;
+  return r;
+}
+
+namespace {
+
+// The number after `key` in /proc/PID/status ("VmRSS:\t  1234 kB"), or -1.
+int64_t StatusField(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(key, 0) == 0) return std::strtoll(line.c_str() + key.size(), nullptr, 10);
+  }
+  return -1;
+}
+
+bool SendAll(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    const ssize_t w = send(fd, data, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// Closes `fd` with a reset instead of an orderly FIN.
+void CloseWithReset(int fd) {
+  if (fd < 0) return;
+  const linger abort_close{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
+  close(fd);
+}
+
+}  // namespace
+
+int64_t ProcessRssBytes(pid_t pid) {
+  const int64_t kib = StatusField(pid, "VmRSS:");
+  return kib < 0 ? -1 : kib * 1024;
+}
+
+int ProcessNumThreads(pid_t pid) { return static_cast<int>(StatusField(pid, "Threads:")); }
+
+std::unique_ptr<SeverableProxy> SeverableProxy::Start(int target_port) {
+  std::unique_ptr<SeverableProxy> p(new SeverableProxy());
+  p->target_port_ = target_port;
+  p->listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (p->listen_fd_ < 0 || bind(p->listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+      listen(p->listen_fd_, 4) != 0 ||
+      getsockname(p->listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      pipe2(p->wake_, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "SeverableProxy: cannot listen on loopback: " << std::strerror(errno);
+    if (p->listen_fd_ >= 0) close(p->listen_fd_);
+    p->listen_fd_ = -1;
+    return nullptr;
+  }
+  p->port_ = ntohs(addr.sin_port);
+  p->thread_ = std::thread([raw = p.get()] { raw->Run(); });
+  return p;
+}
+
+SeverableProxy::~SeverableProxy() {
+  Sever();
+  if (thread_.joinable()) thread_.join();
+  for (int fd : wake_) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+std::string SeverableProxy::address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+void SeverableProxy::Sever() {
+  // The pipe stays readable once written, so a second call changes nothing.
+  if (wake_[1] >= 0) (void)!write(wake_[1], "x", 1);
+}
+
+void SeverableProxy::Run() {
+  pollfd wait[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+  while (poll(wait, 2, -1) < 0 && errno == EINTR) {
+  }
+  const int client =
+      (wait[1].revents & POLLIN) ? -1 : accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  close(listen_fd_);  // one connection only: a reconnecting client is refused
+  const int upstream = client >= 0 ? ConnectLoopback(target_port_) : -1;
+  char buf[1 << 14];
+  while (client >= 0 && upstream >= 0) {
+    pollfd f[3] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}, {wake_[0], POLLIN, 0}};
+    if (poll(f, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (f[2].revents & POLLIN) break;
+    bool open = true;
+    for (int i = 0; i < 2 && open; ++i) {
+      if ((f[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      const ssize_t n = read(f[i].fd, buf, sizeof(buf));
+      open = n > 0 && SendAll(f[1 - i].fd, buf, static_cast<size_t>(n));
+    }
+    if (!open) break;
+  }
+  CloseWithReset(client);
+  CloseWithReset(upstream);
 }
 
 }  // namespace tokenmill::e2e

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "grpcpp/grpcpp.h"
@@ -85,5 +86,48 @@ v1::GetStatsResponse Stats(v1::Inference::Stub& stub, const std::string& api_key
 // command into `dir`; false (and the reason in *why) when openssl is unavailable.
 bool MakeSelfSignedCert(const TempDir& dir, std::string* cert_path, std::string* key_path,
                         std::string* why);
+
+// A connected (blocking) TCP socket to 127.0.0.1:`port`, or -1.
+int ConnectLoopback(int port);
+
+// The bytes of an HTTP/1.1 POST of the JSON `body` to `path` (Content-Length set, the
+// connection closed after the response), with a bearer `api_key` when not empty: for tests
+// that speak HTTP on a raw socket (ConnectLoopback) to hang up at a moment of their choosing.
+std::string RawJsonPost(const std::string& path, const std::string& body,
+                        const std::string& api_key = "");
+
+// Resident memory (VmRSS, bytes) and thread count of process `pid`, from /proc/PID/status;
+// -1 when unreadable.
+int64_t ProcessRssBytes(pid_t pid);
+int ProcessNumThreads(pid_t pid);
+
+// A TCP relay on loopback that can cut its connection abruptly, as a crashed client or a
+// pulled cable looks to the server: it accepts ONE connection on a free port and relays it
+// to 127.0.0.1:target_port on a thread of its own; Sever() resets both sides at once (RST,
+// SO_LINGER 0). Point a client at address() with a connection of its own (for gRPC, a
+// channel with GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, so no other call shares it).
+// Thread-safety: Sever() from any thread.
+class SeverableProxy {
+ public:
+  // Null (and a test failure) when it cannot listen.
+  static std::unique_ptr<SeverableProxy> Start(int target_port);
+  ~SeverableProxy();  // Sever(), then joins the relay thread
+  SeverableProxy(const SeverableProxy&) = delete;
+  SeverableProxy& operator=(const SeverableProxy&) = delete;
+
+  std::string address() const;  // "127.0.0.1:PORT"
+  // Resets the relayed connection (or, before one came, stops listening). Idempotent.
+  void Sever();
+
+ private:
+  SeverableProxy() = default;
+  void Run();
+
+  int target_port_ = 0;
+  int port_ = 0;
+  int listen_fd_ = -1;      // owned by the relay thread once it runs
+  int wake_[2] = {-1, -1};  // a pipe: Sever() writes, the relay thread wakes
+  std::thread thread_;
+};
 
 }  // namespace tokenmill::e2e
