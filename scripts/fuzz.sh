@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets of tests/fuzz (clang, ASan + UBSan, coverage on all of
-# tokenmill's code) and runs each for a bounded time. Exits non-zero when a target crashes,
+# Builds the libFuzzer targets of tests/fuzz (the cpu-asan preset: clang, ASan + UBSan; plus
+# coverage on all of tokenmill's code) and runs each for a bounded time. Exits non-zero when a target crashes,
 # leaks, times out on one input or runs out of memory; the input is kept in
 # $FUZZ_WORK_DIR/<target>/artifacts/ (reproduce: <build>/tests/fuzz/<target> <file>).
 #
@@ -60,15 +60,13 @@ build() {
   local cxx
   cxx=$(find_clang)
   local cc=${cxx/clang++/clang}
-  # -O1 with line tables: fast enough, readable stacks. No NDEBUG, so TM_DCHECKs are on.
-  cmake -S . -B "$BUILD_DIR" -G Ninja \
+  # The cpu-asan preset (clang, ASan + UBSan, -O1 with line tables, TM_DCHECKs on) plus
+  # libFuzzer's coverage instrumentation of every library: the same tree also builds the
+  # ASan + UBSan test binaries (CI's sanitizer stage, scripts/test.sh).
+  cmake --preset cpu-asan -B "$BUILD_DIR" \
     -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
-    -DCMAKE_BUILD_TYPE=Fuzz \
-    -DCMAKE_CXX_FLAGS_FUZZ="-O1 -gline-tables-only" -DCMAKE_C_FLAGS_FUZZ="-O1 -gline-tables-only" \
     -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link -fno-sanitize-recover=undefined" \
-    -DTOKENMILL_SANITIZE="address;undefined" -DTOKENMILL_FUZZ=ON \
-    -DTOKENMILL_FUZZ_SECONDS="$FUZZ_SECONDS" \
-    -DTOKENMILL_CUDA=OFF -DTOKENMILL_BUILD_BENCH=OFF >/dev/null
+    -DTOKENMILL_FUZZ=ON -DTOKENMILL_FUZZ_SECONDS="$FUZZ_SECONDS" >/dev/null
   local buildable=()
   for t in "${targets[@]}"; do
     if ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | grep -q "^$t:"; then

@@ -9,7 +9,11 @@
 #   scripts/sanitize.sh tsan -R 'kv|scheduler'   # further arguments go to ctest
 #   scripts/sanitize.sh asan --build-only
 #   scripts/sanitize.sh asan --targets "core_gguf_test api_test"   # build + run only these
-#                                         # test binaries (a test's binary has its name)
+#                                         # test binaries (a test's binary has its name; with
+#                                         # your own -R/-L, that selects the tests instead)
+#   ASAN_BUILD_DIR=build/fuzz scripts/sanitize.sh asan --as-is --targets ...
+#                                         # a directory configured otherwise (CI: the clang
+#                                         # ASan + UBSan fuzz build), not reconfigured
 #
 # Environment:
 #   SANITIZE_JOBS       parallel compile jobs and ctest -j (default 1: shared machines)
@@ -24,10 +28,12 @@ case "${1:-}" in
   asan|tsan|all) which=$1; shift ;;
 esac
 build_only=0
+as_is=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-only) build_only=1; shift ;;
+    --as-is) as_is=1; shift ;;
     --targets) read -r -a targets <<<"$2"; shift 2 ;;
     *) break ;;
   esac
@@ -38,8 +44,12 @@ run_preset() {
   shift 2
   local dir_args=()
   [ -n "$dir" ] && dir_args=(-B "$dir")
-  echo "== $preset: configure"
-  cmake --preset "$preset" "${dir_args[@]}" >/dev/null
+  if [ $as_is -eq 1 ] && [ -f "$dir/CMakeCache.txt" ]; then
+    echo "== $preset: $dir as configured"
+  else
+    echo "== $preset: configure"
+    cmake --preset "$preset" "${dir_args[@]}" >/dev/null
+  fi
   dir=${dir:-build/$preset}
   echo "== $preset: build ($dir, -j$JOBS)"
   local start=$SECONDS
@@ -62,7 +72,7 @@ for p in json.load(open("CMakePresets.json"))["testPresets"]:
         for k, v in p.get("environment", {}).items():
             print(k + "=" + v.replace("${sourceDir}", sys.argv[2]))' "$preset" "$(pwd)")
   local select=()
-  if [ ${#targets[@]} -gt 0 ]; then
+  if [ ${#targets[@]} -gt 0 ] && ! [[ " $* " =~ \ -(R|L|-tests-regex|-label-regex)\  ]]; then
     select=(-R "^($(IFS='|'; echo "${targets[*]}"))\$")
   fi
   env "${env_args[@]}" ctest --test-dir "$dir" --output-on-failure -j"$JOBS" "${select[@]}" "$@"
