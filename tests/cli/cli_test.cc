@@ -113,8 +113,10 @@ TEST(CliTest, SameSeedSameOutput) {
 }
 
 TEST(CliTest, DemoModelSaysItsWeightsAreRandom) {
+  // Sampled at the default temperature with no seed, so EOS may come early: --ignore-eos
+  // keeps the length exact.
   const CommandResult r = Tokenmill({"generate", "--model", "demo", "--prompt", "Hello",
-                                     "--max-tokens", "8", "--output", "json"});
+                                     "--max-tokens", "8", "--ignore-eos", "--output", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json out = json::parse(LastLine(r.out));
   EXPECT_EQ(out["random_weights"], true);
