@@ -75,6 +75,10 @@ void ServingMetrics::RegisterEngineMetrics(MetricRegistry& r) {
   preemptions_ =
       &r.AddCounter(Spec("num_preemptions_total", "Sequences preempted (KV blocks reclaimed)."))
            .WithLabels({m});
+  failed_steps_ = &r.AddCounter(Spec("engine_failed_steps_total",
+                                     "Engine steps that failed (returned an error or threw); "
+                                     "their requests fail with INTERNAL."))
+                       .WithLabels({m});
   iteration_tokens_ =
       &r.AddHistogram(Spec("iteration_tokens_total", "Tokens processed per engine step."),
                       OneTwoFiveBuckets(static_cast<double>(options_.max_num_batched_tokens)))
@@ -188,6 +192,11 @@ void ServingMetrics::RecordStep(const StepSample& step, int64_t token_budget) {
   if (token_budget > 0) {
     batch_occupancy_->Set(std::min(1.0, static_cast<double>(tokens) / token_budget));
   }
+  if (step_energy_ != nullptr && step.energy_uj) step_energy_->Increment(*step.energy_uj * 1e-6);
+}
+
+void ServingMetrics::RecordFailedStep(const StepSample& step) {
+  failed_steps_->Increment();
   if (step_energy_ != nullptr && step.energy_uj) step_energy_->Increment(*step.energy_uj * 1e-6);
 }
 

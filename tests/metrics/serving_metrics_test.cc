@@ -79,6 +79,7 @@ TEST(ServingMetricsTest, RegistersEveryMetricTheIssueNames) {
                            "iteration_tokens_total",
                            "step_duration_seconds",
                            "step_energy_joules_total",
+                           "engine_failed_steps_total",
                            "request_device_seconds_total",
                            "energy_source_info"}) {
     EXPECT_TRUE(families.count(std::string("tokenmill:") + name)) << name;
@@ -209,6 +210,39 @@ TEST(ServingMetricsTest, EngineGaugesAndStepFigures) {
   EXPECT_EQ(SampleValue(f, itl, itl + "_bucket", {{"le", "0.025"}}), 1);
   const std::string step = "tokenmill:step_duration_seconds";
   EXPECT_DOUBLE_EQ(SampleValue(f, step, step + "_sum", {}), 0.03);
+}
+
+TEST(ServingMetricsTest, FailedStepsAreCountedAndTheirEnergyIsStepEnergy) {
+  MetricRegistry registry;
+  FakeClock clock;
+  ServingMetrics metrics(registry, clock, Options("llama", EnergySource::kNvml));
+  metrics.RecordStep({.duration_ns = 20000000, .energy_uj = 4000000, .work = {{1, 64}}}, 256);
+  metrics.RecordFailedStep({.duration_ns = 50000000, .energy_uj = 2500000, .work = {{2, 32}}});
+  metrics.RecordFailedStep({.duration_ns = 10000000, .energy_uj = std::nullopt, .work = {{3, 1}}});
+
+  const auto f = Scrape(registry);
+  const auto value = [&](const std::string& name, const std::string& sample) {
+    return SampleValue(f, "tokenmill:" + name, "tokenmill:" + sample, {{"model_name", "llama"}});
+  };
+  EXPECT_EQ(f.at("tokenmill:engine_failed_steps_total").type, "counter");
+  EXPECT_EQ(value("engine_failed_steps_total", "engine_failed_steps_total"), 2);
+  // Energy is energy: the meter's delta over every step, failed or not, is step energy.
+  EXPECT_DOUBLE_EQ(value("step_energy_joules_total", "step_energy_joules_total"), 6.5);
+  // Duration, tokens and occupancy describe the completed step only.
+  EXPECT_EQ(value("step_duration_seconds", "step_duration_seconds_count"), 1);
+  EXPECT_DOUBLE_EQ(value("step_duration_seconds", "step_duration_seconds_sum"), 0.02);
+  EXPECT_EQ(value("iteration_tokens_total", "iteration_tokens_total_sum"), 64);
+  EXPECT_DOUBLE_EQ(value("batch_occupancy_perc", "batch_occupancy_perc"), 0.25);
+
+  // Without a meter there is no step energy to add to, and the count still moves.
+  MetricRegistry plain;
+  ServingMetrics unmetered(plain, clock, Options("llama"));
+  unmetered.RecordFailedStep({.duration_ns = 1000, .energy_uj = std::nullopt, .work = {}});
+  const auto g = Scrape(plain);
+  EXPECT_FALSE(g.count("tokenmill:step_energy_joules_total"));
+  EXPECT_EQ(SampleValue(g, "tokenmill:engine_failed_steps_total",
+                        "tokenmill:engine_failed_steps_total", {}),
+            1);
 }
 
 TEST(ServingMetricsTest, TwoEnginesShareOneRegistry) {

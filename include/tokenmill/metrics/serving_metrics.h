@@ -9,8 +9,8 @@
 // energy_source="estimated".
 //
 // Thread-safety: all methods are thread-safe. The step-loop methods (Set*, RecordStep,
-// RecordPrefixCacheLookup, RecordPreemptions, ObserveInterTokenLatency) are lock-free;
-// RecordFinishedRequest takes a family mutex to find the tenant's children.
+// RecordFailedStep, RecordPrefixCacheLookup, RecordPreemptions, ObserveInterTokenLatency)
+// are lock-free; RecordFinishedRequest takes a family mutex to find the tenant's children.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +55,10 @@ class ServingMetrics {
   void RecordPreemptions(int64_t num_preemptions = 1);
   // Step duration, tokens in the step, occupancy of `token_budget` and, when known, energy.
   void RecordStep(const StepSample& step, int64_t token_budget);
+  // A step that failed (returned an error or threw; its requests fail): counted, and its
+  // energy, spent all the same, added to the step energy. The duration and token histograms
+  // describe completed steps only.
+  void RecordFailedStep(const StepSample& step);
   // Time between two consecutive output tokens of one sequence.
   void ObserveInterTokenLatency(double seconds);
 
@@ -93,6 +97,7 @@ class ServingMetrics {
   Counter* prefix_queries_ = nullptr;
   Counter* prefix_hits_ = nullptr;
   Counter* preemptions_ = nullptr;
+  Counter* failed_steps_ = nullptr;
   Histogram* iteration_tokens_ = nullptr;
   Histogram* step_duration_ = nullptr;
   Histogram* itl_ = nullptr;
