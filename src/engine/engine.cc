@@ -87,6 +87,9 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(EngineRequest requ
   std::shared_ptr<RequestStream> stream;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!failure_.ok()) {
+      return absl::UnavailableError(absl::StrCat(failure_.message(), "; not accepting requests"));
+    }
     if (stop_ || draining_.load()) {
       return absl::UnavailableError("engine is draining or shut down; not accepting requests");
     }
@@ -169,7 +172,39 @@ EngineStats Engine::stats() const {
   return stats_;
 }
 
+absl::Status Engine::health() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
+void Engine::AddFailureObserver(FailureObserver observer) {
+  absl::Status failure;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failure_.ok()) {
+      failure_observers_.push_back(std::move(observer));
+      return;
+    }
+    failure = failure_;
+  }
+  observer(failure);
+}
+
 void Engine::PublishStats() {
+  if (has_failed_) {
+    // A failed engine's scheduler may be mid-step: nothing of it is read again. Nothing
+    // runs or waits any more; the KV figures stay as last published.
+    if (metrics::ServingMetrics* m = options_.accounting.metrics; m != nullptr) {
+      m->SetSchedulerState(0, 0);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.num_running = stats_.num_waiting = 0;
+    stats_.num_pending_requests = num_pending_;
+    stats_.num_steps = num_steps_;
+    stats_.num_failed_steps = num_failed_steps_;
+    if (num_pending_ == 0) idle_cv_.notify_all();
+    return;
+  }
   const SchedulerStats ss = scheduler_->stats();
   const KvStats kv = kv_->stats();
   // Gauges follow every change, not only completed steps: an abort or a failed step that
@@ -218,20 +253,96 @@ void Engine::Run() {
     DrainInbox();
     AbortAll(FinishReason::kCancelled);
   } catch (const std::exception& e) {
-    // A stray third-party exception must not take the process down silently.
-    spdlog::critical("engine: step thread died: {}", e.what());
-    AbortAll(FinishReason::kError);
+    // The thread entry point's catch-all (STYLE.md section 3): a stray exception must
+    // neither take the process down silently nor leave requests hanging.
+    FailEngine(e.what());
+    return;
+  } catch (...) {
+    FailEngine("unknown exception");
+    return;
   }
   PublishStats();
 }
 
+void Engine::FailEngine(const std::string& what) {
+  const absl::Status cause =
+      absl::InternalError(absl::StrCat("engine failed: step thread died: ", what));
+  std::vector<FailureObserver> observers;
+  std::deque<InboxItem> inbox;
+  int num_pending = 0;
+  {
+    // From here on Submit() refuses, so no submission can slip in behind `inbox`.
+    std::lock_guard<std::mutex> lock(mu_);
+    failure_ = cause;
+    observers.swap(failure_observers_);
+    inbox.swap(inbox_);
+    num_pending = num_pending_;
+  }
+  has_failed_ = true;
+  spdlog::error(
+      "engine: step thread died: {}; failing {} pending requests and refusing new ones (the "
+      "engine cannot run again)",
+      what, num_pending);
+  // Observers first, so that a server reports unready before its clients see the error.
+  for (const FailureObserver& observer : observers) {
+    try {
+      observer(cause);
+    } catch (...) {
+      spdlog::error("engine: a failure observer threw");
+    }
+  }
+  try {
+    // The step that threw, if one did, was measured up to here: it goes to its requests.
+    if (is_step_measured_) {
+      const metrics::StepSample sample = EndStepMeasurement();
+      ++num_failed_steps_;
+      if (options_.accounting.metrics != nullptr) {
+        options_.accounting.metrics->RecordFailedStep(sample);
+      }
+    }
+    FailAllPending(cause, std::move(inbox));
+  } catch (...) {
+    spdlog::critical("engine: failing the pending requests threw too; some may never end");
+  }
+  PublishStats();
+}
+
+// The scheduler and the KV cache may be mid-step, so they are not used: every request's
+// remaining samples end here, its usage and record from what the engine itself tracked.
+void Engine::FailAllPending(const absl::Status& error, std::deque<InboxItem> inbox) {
+  for (std::deque<InboxItem>* items : {&admitting_, &inbox}) {
+    for (InboxItem& item : *items) {
+      if (item.kind == InboxItem::kSubmit) requests_[item.rid] = MakeLiveRequest(item);
+    }
+    items->clear();
+  }
+  std::vector<RequestId> rids;
+  for (auto& [rid, lr] : requests_) {
+    rids.push_back(rid);
+    if (lr->error.ok()) lr->error = error;  // a failed step's own error, when it had one
+    for (int i = 0; i < lr->request.n; ++i) {
+      if (lr->finished[i]) continue;
+      TokenEvent ev;
+      ev.index = i;
+      ev.finished = true;
+      ev.finish_reason = lr->stopped[i] ? FinishReason::kStop : FinishReason::kError;
+      if (ev.finish_reason == FinishReason::kError) ev.status = lr->error;
+      Queue(lr.get(), std::move(ev));
+    }
+  }
+  std::sort(rids.begin(), rids.end());  // ledger lines in arrival order
+  FlushEvents(rids, clock_->NowSeconds());
+}
+
 void Engine::DrainInbox() {
-  std::deque<InboxItem> items;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    items.swap(inbox_);
+    TM_CHECK(admitting_.empty(), "inbox items left from an earlier drain");
+    admitting_.swap(inbox_);
   }
-  for (InboxItem& item : items) {
+  while (!admitting_.empty()) {
+    InboxItem item = std::move(admitting_.front());
+    admitting_.pop_front();
     switch (item.kind) {
       case InboxItem::kSubmit:
         AdmitNew(std::move(item));
@@ -256,27 +367,35 @@ void Engine::DrainInbox() {
   }
 }
 
-void Engine::AdmitNew(InboxItem item) {
+std::unique_ptr<Engine::LiveRequest> Engine::MakeLiveRequest(InboxItem& item) const {
   auto lr = std::make_unique<LiveRequest>();
   lr->rid = item.rid;
   lr->request = std::move(item.request);
   lr->stream = std::move(item.stream);
   lr->arrival_s = item.arrival_s;
-  const EngineRequest& r = lr->request;
-  lr->finished.assign(r.n, false);
-  lr->stopped.assign(r.n, false);
-  lr->reasons.assign(r.n, FinishReason::kNone);
-  lr->sample_last_token_s.assign(r.n, -1.0);
+  const int n = lr->request.n;
+  lr->finished.assign(n, false);
+  lr->stopped.assign(n, false);
+  lr->reasons.assign(n, FinishReason::kNone);
+  lr->sample_last_token_s.assign(n, -1.0);
+  return lr;
+}
+
+void Engine::AdmitNew(InboxItem item) {
+  const RequestId rid = item.rid;
+  // Known to requests_ before anything here can throw, so that FailEngine fails it.
+  LiveRequest& lr = *(requests_[rid] = MakeLiveRequest(item));
+  const EngineRequest& r = lr.request;
   for (int i = 0; i < r.n; ++i) {
     SamplingParams sp = r.sampling;
     // Samples of one seeded request are distinct but reproducible.
     if (sp.seed.has_value()) sp.seed = *sp.seed + static_cast<uint64_t>(i);
     auto sampler = Sampler::Create(sp, r.prompt_ids);
     TM_CHECK(sampler.ok(), "sampling params validated in Submit: ", sampler.status().ToString());
-    lr->samplers.push_back(std::move(sampler).value());
+    lr.samplers.push_back(std::move(sampler).value());
   }
   RequestSpec spec;
-  spec.request_id = item.rid;
+  spec.request_id = rid;
   spec.prompt_token_ids = r.prompt_ids;
   spec.n = r.n;
   spec.max_tokens = r.sampling.max_tokens;
@@ -288,25 +407,23 @@ void Engine::AdmitNew(InboxItem item) {
   spec.tenant = r.tenant;
   spec.deadline_s = r.deadline_s;
   const absl::Status s = scheduler_->AddRequest(std::move(spec));
-  if (!s.ok()) {
-    // Submit() validated what it could; anything left (e.g. a limit of the scheduler's own)
-    // still ends the request cleanly with one finished event per sample.
-    for (int i = 0; i < r.n; ++i) {
-      TokenEvent ev;
-      ev.index = i;
-      ev.finished = true;
-      ev.finish_reason = FinishReason::kError;
-      ev.status = s;
-      if (i + 1 == r.n) ev.usage = RequestUsage{};
-      lr->stream->Push(std::move(ev));
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    live_ids_.erase(r.id);
-    --num_pending_;
-    idle_cv_.notify_all();
-    return;
+  if (s.ok()) return;
+  // Submit() validated what it could; anything left (e.g. a limit of the scheduler's own)
+  // still ends the request cleanly with one finished event per sample.
+  for (int i = 0; i < r.n; ++i) {
+    TokenEvent ev;
+    ev.index = i;
+    ev.finished = true;
+    ev.finish_reason = FinishReason::kError;
+    ev.status = s;
+    if (i + 1 == r.n) ev.usage = RequestUsage{};
+    lr.stream->Push(std::move(ev));
   }
-  requests_[item.rid] = std::move(lr);
+  std::lock_guard<std::mutex> lock(mu_);
+  live_ids_.erase(r.id);
+  --num_pending_;
+  requests_.erase(rid);  // last: `lr` and `r` die here
+  idle_cv_.notify_all();
 }
 
 }  // namespace tokenmill

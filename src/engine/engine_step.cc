@@ -44,7 +44,7 @@ bool Engine::RunStep() {
     if (auto it = requests_.find(p.request_id); it != requests_.end()) ++it->second->num_preemptions;
   }
   MergeWork(&work);
-  probe_->Begin();
+  BeginStepMeasurement(std::move(work));
   BuildBatch(plan);
   const absl::Status status = executor_->Execute(batch_, plan.block_copies, &logits_);
   if (!status.ok()) {
@@ -53,10 +53,7 @@ bool Engine::RunStep() {
   }
   Sample(plan);
   const StepOutcome& outcome = scheduler_->OnStepDone(sampled_);  // invalidates `plan`
-  // Step time and energy go to requests in proportion to the tokens they computed
-  // (DESIGN.md; src/metrics/README.md states the rounding).
-  const metrics::StepSample sample = probe_->End(std::move(work));
-  accountant_.RecordStep(sample);
+  const metrics::StepSample sample = EndStepMeasurement();
   const double end_s = clock_->NowSeconds();
   record.duration_s = static_cast<double>(sample.duration_ns) / 1e9;
   ++num_steps_;
@@ -109,8 +106,31 @@ void Engine::Sample(const StepPlan& plan) {
   }
 }
 
+void Engine::BeginStepMeasurement(std::vector<metrics::SequenceWork> work) {
+  step_work_ = std::move(work);
+  is_step_measured_ = true;
+  probe_->Begin();
+}
+
+// Step time and energy go to the requests in the step in proportion to the tokens they
+// computed (DESIGN.md; src/metrics/README.md states the rounding), whether the step succeeded,
+// failed or threw: the device was busy for them all the same, and the ledger's totals must
+// add up to the meter's.
+metrics::StepSample Engine::EndStepMeasurement() {
+  TM_CHECK(is_step_measured_, "EndStepMeasurement without BeginStepMeasurement");
+  is_step_measured_ = false;
+  metrics::StepSample sample = probe_->End(std::move(step_work_));
+  step_work_.clear();
+  accountant_.RecordStep(sample);
+  return sample;
+}
+
 void Engine::FailStep(const StepPlan& plan, const absl::Status& status) {
+  // Before the aborts below: the requests' records (made when their aborts are emitted)
+  // must include this step's share.
+  const metrics::StepSample sample = EndStepMeasurement();
   ++num_failed_steps_;
+  if (options_.accounting.metrics != nullptr) options_.accounting.metrics->RecordFailedStep(sample);
   spdlog::error("engine: step failed, failing its {} sequences: {}", plan.sequences.size(),
                 status.ToString());
   std::vector<RequestId> affected;

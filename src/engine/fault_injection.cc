@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 
@@ -18,7 +19,7 @@ namespace {
 
 constexpr char kGrammar[] =
     "SPEC is clauses joined by ';': step_error:every=N, step_error:at=K[,K...], "
-    "step_delay_ms=D";
+    "step_delay_ms=D, step_throw:at=K";
 constexpr int kMaxDelayMs = 60000;
 
 absl::Status Bad(absl::string_view clause, absl::string_view what) {
@@ -57,9 +58,20 @@ absl::Status ParseStepError(absl::string_view clause, absl::string_view args, Fa
   return Bad(clause, "step_error takes every=N or at=K[,K...]");
 }
 
+// One step only: the first throw ends the engine, so a second K could never happen.
+absl::Status ParseStepThrow(absl::string_view clause, absl::string_view args, FaultSpec* spec) {
+  if (!absl::ConsumePrefix(&args, "at=")) return Bad(clause, "step_throw takes at=K");
+  if (spec->throw_at_step != 0) return Bad(clause, "step_throw is given twice");
+  if (!ParseInt(args, 1, std::numeric_limits<int64_t>::max(), &spec->throw_at_step)) {
+    return Bad(clause, absl::StrCat("at: '", args, "' is not a step number >= 1"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseClause(absl::string_view clause, FaultSpec* spec) {
   absl::string_view rest = clause;
   if (absl::ConsumePrefix(&rest, "step_error:")) return ParseStepError(clause, rest, spec);
+  if (absl::ConsumePrefix(&rest, "step_throw:")) return ParseStepThrow(clause, rest, spec);
   if (absl::ConsumePrefix(&rest, "step_delay_ms=")) {
     int64_t ms = 0;
     if (!ParseInt(rest, 0, kMaxDelayMs, &ms)) {
@@ -69,7 +81,7 @@ absl::Status ParseClause(absl::string_view clause, FaultSpec* spec) {
     spec->delay_ms = static_cast<int>(ms);
     return absl::OkStatus();
   }
-  return Bad(clause, "unknown fault (have: step_error, step_delay_ms)");
+  return Bad(clause, "unknown fault (have: step_error, step_delay_ms, step_throw)");
 }
 
 class FaultInjectingExecutor final : public ModelExecutor {
@@ -87,6 +99,10 @@ class FaultInjectingExecutor final : public ModelExecutor {
                        std::vector<float>* logits) override {
     const int64_t step = ++num_steps_;
     if (spec_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(spec_.delay_ms));
+    if (spec_.ThrowsAtStep(step)) {
+      throw std::runtime_error(
+          absl::StrCat("injected fault: step ", step, " throws (", spec_text_, ")"));
+    }
     if (spec_.FailsStep(step)) {
       return absl::InternalError(
           absl::StrCat("injected fault: step ", step, " (", spec_text_, ")"));
@@ -119,6 +135,7 @@ std::string FaultSpec::ToString() const {
     clauses.push_back(absl::StrCat("step_error:at=", absl::StrJoin(error_at_steps, ",")));
   }
   if (delay_ms > 0) clauses.push_back(absl::StrCat("step_delay_ms=", delay_ms));
+  if (throw_at_step > 0) clauses.push_back(absl::StrCat("step_throw:at=", throw_at_step));
   return absl::StrJoin(clauses, ";");
 }
 

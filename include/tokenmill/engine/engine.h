@@ -11,6 +11,15 @@
 // RUNNING ...) -> FINISHED (stop, length, context_length) or ABORTED (cancelled,
 // deadline, error). Every submitted request gets exactly one finished event per sequence,
 // the request's last one carrying its usage.
+//
+// Failure modes. A step whose executor returns an error fails the requests in that step
+// (INTERNAL "step failed: ...") and the engine goes on. An exception escaping the step
+// thread (a stray third-party exception, std::bad_alloc) leaves the scheduler and KV state
+// unknown, so the engine FAILS FOR GOOD: health() turns INTERNAL "engine failed: ...",
+// failure observers run, every pending request (running, waiting, or still in the inbox)
+// ends with INTERNAL naming the cause, Submit() answers UNAVAILABLE naming it from then on,
+// and the error is logged once. Nothing is retried; the owner (the daemon) exits so that a
+// supervisor restarts the process (docs/operations.md).
 #pragma once
 
 #include <atomic>
@@ -81,6 +90,9 @@ struct StepRecord {
 // into the engine.
 using StepObserver = std::function<void(const StepRecord&)>;
 
+// Called once with the cause (INTERNAL "engine failed: ...") when the engine fails for good.
+using FailureObserver = std::function<void(const absl::Status&)>;
+
 // Snapshot for stats endpoints and tests; consistent as of the last step.
 struct EngineStats {
   int num_running = 0;
@@ -89,7 +101,7 @@ struct EngineStats {
   SchedulerStats scheduler;
   KvStats kv;
   int64_t num_steps = 0;
-  int64_t num_failed_steps = 0;
+  int64_t num_failed_steps = 0;  // steps that returned an error or threw
 };
 
 class Engine {
@@ -105,7 +117,8 @@ class Engine {
   // Queues a request. Errors, at once and with nothing queued: InvalidArgument naming the
   // field (empty prompt, token id outside the vocabulary, sampling values, n),
   // ResourceExhausted (prompt longer than the context, or the pending-request bound),
-  // Unavailable (draining or shut down), AlreadyExists (live id).
+  // Unavailable (draining, shut down, or failed: the message names the cause),
+  // AlreadyExists (live id).
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(EngineRequest request);
   // Ends the request at the next step (finish reason `reason`: kCancelled or kDeadline),
   // freeing its KV blocks. Unknown or finished ids are ignored.
@@ -120,6 +133,17 @@ class Engine {
   bool WaitUntilIdle(double timeout_s);
   // Stops the step thread; every pending request ends with kCancelled. Idempotent.
   void Shutdown();
+
+  // OK while the engine can run steps; once it has failed (see the top of this file),
+  // INTERNAL "engine failed: <cause>" for good. Thread-safe.
+  absl::Status health() const;
+  // Registers `observer`, called once when the engine fails: on the step thread, after
+  // health() and Submit() show the failure and before the pending requests are failed, so
+  // a server can turn unready before its clients see the error. If the engine has already
+  // failed, `observer` runs at once on the calling thread. Observers are kept until the
+  // engine is destroyed (capture what outlives it) and must be quick; they may call
+  // health() and stats(). Thread-safe.
+  void AddFailureObserver(FailureObserver observer);
 
   EngineStats stats() const;
   const ModelConfig& model_config() const { return executor_->config(); }
@@ -138,9 +162,14 @@ class Engine {
   void Run();
   void DrainInbox();
   void AdmitNew(InboxItem item);
+  std::unique_ptr<LiveRequest> MakeLiveRequest(InboxItem& item) const;
   bool RunStep();
   void BuildBatch(const StepPlan& plan);
+  void BeginStepMeasurement(std::vector<metrics::SequenceWork> work);
+  metrics::StepSample EndStepMeasurement();
   void FailStep(const StepPlan& plan, const absl::Status& status);
+  void FailEngine(const std::string& cause);
+  void FailAllPending(const absl::Status& error, std::deque<InboxItem> inbox);
   void Sample(const StepPlan& plan);
   void EmitOutcome(const StepOutcome& outcome, double now_s);
   void EmitAborts(const StepPlan& plan, double now_s);
@@ -167,6 +196,8 @@ class Engine {
   absl::flat_hash_map<std::string, RequestId> live_ids_ ABSL_GUARDED_BY(mu_);
   int num_pending_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);  // non-OK once failed, for good
+  std::vector<FailureObserver> failure_observers_ ABSL_GUARDED_BY(mu_);
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
   RequestId next_request_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::atomic<bool> draining_{false};
@@ -175,6 +206,9 @@ class Engine {
   std::unique_ptr<KvCacheManager> kv_;
   std::unique_ptr<Scheduler> scheduler_;
   absl::flat_hash_map<RequestId, std::unique_ptr<LiveRequest>> requests_;
+  // Submissions taken from the inbox and not yet admitted: an exception mid-admission must
+  // not lose the ones after it (FailEngine fails them).
+  std::deque<InboxItem> admitting_;
   BatchPlan batch_;
   std::vector<float> logits_;
   std::vector<int32_t> sampled_;
@@ -185,6 +219,10 @@ class Engine {
   int64_t num_failed_steps_ = 0;
   metrics::StepAccountant accountant_;  // per request id
   std::unique_ptr<metrics::StepProbe> probe_;
+  // The running step's work, between BeginStepMeasurement and EndStepMeasurement.
+  std::vector<metrics::SequenceWork> step_work_;
+  bool is_step_measured_ = false;
+  bool has_failed_ = false;  // failure_ is set; step-thread copy, read without the lock
   std::unique_ptr<metrics::CostModel> cost_model_;
   KvStats last_kv_stats_;
   int64_t last_preemptions_ = 0;
