@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -35,6 +36,38 @@ std::string HostPort(const std::string& host, int port) {
 }
 
 }  // namespace
+
+// The health status, shared with the engine's failure observer. The engine keeps its
+// observers for its own lifetime, which may outlast this server: Detach() leaves the
+// observer nothing to touch.
+class GrpcServer::HealthSwitch {
+ public:
+  explicit HealthSwitch(grpc::HealthCheckServiceInterface* health) : health_(health) {}
+  void Set(bool serving) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Apply(serving && !is_engine_failed_);
+  }
+  void EngineFailed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    is_engine_failed_ = true;
+    Apply(false);
+  }
+  void Detach() {
+    std::lock_guard<std::mutex> lock(mu_);
+    health_ = nullptr;
+  }
+
+ private:
+  void Apply(bool serving) {
+    if (health_ == nullptr) return;
+    health_->SetServingStatus(serving);  // "" and every registered service
+    health_->SetServingStatus(kServiceName, serving);
+  }
+
+  std::mutex mu_;
+  grpc::HealthCheckServiceInterface* health_;  // null once detached
+  bool is_engine_failed_ = false;
+};
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(Frontend& frontend,
                                                               const GrpcServerOptions& options) {
@@ -70,18 +103,20 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(Frontend& frontend
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("grpc: cannot listen on ", address));
   }
+  s->health_ = std::make_shared<HealthSwitch>(s->server_->GetHealthCheckService());
   s->SetServing(true);
+  frontend.engine().AddFailureObserver(
+      [health = s->health_](const absl::Status&) { health->EngineFailed(); });
   return s;
 }
 
-GrpcServer::~GrpcServer() { Shutdown(0); }
+GrpcServer::~GrpcServer() {
+  Shutdown(0);
+  if (health_ != nullptr) health_->Detach();  // before server_ and its health service go
+}
 
 void GrpcServer::SetServing(bool serving) {
-  if (server_ == nullptr) return;
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus(serving);  // "" and every registered service
-  health->SetServingStatus(kServiceName, serving);
+  if (health_ != nullptr) health_->Set(serving);
 }
 
 void GrpcServer::Shutdown(double timeout_s) {

@@ -71,6 +71,17 @@ Json StatsJson(Frontend& fe) {
             {"prefix_hit_tokens", kv.prefix_hit_tokens}}}};
 }
 
+// A failed engine can never serve again: unready, and unhealthy so that a liveness probe
+// restarts the process should it outlive its engine.
+bool WriteIfEngineFailed(Frontend& frontend, httplib::Response& res) {
+  const absl::Status health = frontend.engine().health();
+  if (health.ok()) return false;
+  res.status = 503;
+  res.set_content(DumpJson({{"status", "failed"}, {"error", std::string(health.message())}}),
+                  kJsonType);
+  return true;
+}
+
 }  // namespace
 
 void WriteError(httplib::Response& res, const absl::Status& status) {
@@ -92,11 +103,13 @@ std::optional<Principal> HttpServer::Handlers::Authorize(const httplib::Request&
 
 void HttpServer::Handlers::Health(const httplib::Request& req, httplib::Response& res) {
   if (!options_.public_health && !Authorize(req, res)) return;
+  if (WriteIfEngineFailed(frontend_, res)) return;
   res.set_content(R"({"status":"ok"})", kJsonType);
 }
 
 void HttpServer::Handlers::Ready(const httplib::Request& req, httplib::Response& res) {
   if (!options_.public_health && !Authorize(req, res)) return;
+  if (WriteIfEngineFailed(frontend_, res)) return;
   if (frontend_.draining()) {
     res.status = 503;
     res.set_content(R"({"status":"draining"})", kJsonType);

@@ -96,7 +96,9 @@ absl::StatusOr<std::unique_ptr<Engine>> BuildEngine(const ModelBundle& bundle,
   opts.enable_prefix_caching = !f.no_prefix_caching;
   opts.max_pending_requests = f.max_pending_requests;
   opts.accounting = accounting;
-  return Engine::Create(opts, std::move(exec));
+  TM_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(opts, std::move(exec)));
+  if (f.on_fatal) engine->AddFailureObserver(f.on_fatal);
+  return engine;
 }
 
 }  // namespace tokenmill

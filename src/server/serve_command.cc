@@ -272,8 +272,8 @@ int RunServe(ServeFlags& f, const CLI::App& cmd) {
   // Testing only, so a flag and never a config field: it bypasses the config overlay.
   options->engine.inject_faults = f.engine.inject_faults;
   options->engine.bootstrap = f.engine.bootstrap;
-  // A lost tensor-parallel worker ends the daemon (no request could run again): it drains
-  // as on SIGTERM, then exits non-zero so that a supervisor restarts the group.
+  // A lost tensor-parallel worker or a failed engine ends the daemon (no request could run
+  // again): it drains as on SIGTERM, then exits non-zero so that a supervisor restarts it.
   auto group_lost = std::make_shared<std::atomic<bool>>(false);
   options->engine.on_fatal = [group_lost](const absl::Status& why) {
     if (group_lost->exchange(true)) return;

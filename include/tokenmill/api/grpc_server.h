@@ -41,17 +41,21 @@ class GrpcServer {
 
   int port() const { return port_; }
   bool is_tls() const { return is_tls_; }
-  // grpc.health.v1: SERVING or NOT_SERVING, for "" and "tokenmill.v1.Inference".
+  // grpc.health.v1: SERVING or NOT_SERVING, for "" and "tokenmill.v1.Inference". Once the
+  // front end's engine has failed (Engine::health()) it is NOT_SERVING for good: set from
+  // the engine's step thread as it fails, and SetServing(true) no longer changes it.
   void SetServing(bool serving);
   // Refuses new calls, gives in-flight ones `timeout_s` to finish, then cancels them and
   // waits for every Generate thread to end. Idempotent.
   void Shutdown(double timeout_s);
 
  private:
+  class HealthSwitch;
   GrpcServer() = default;
 
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<HealthSwitch> health_;  // shared with the engine's failure observer
   int port_ = 0;
   bool is_tls_ = false;
   bool shut_down_ = false;

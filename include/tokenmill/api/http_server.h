@@ -5,8 +5,13 @@
 //   GET  /v1/models, /v1/models/{id}
 //   GET  /v1/stats                               engine figures (admin key when auth is on)
 //   GET  /metrics                                Prometheus text (admin key unless public)
-//   GET  /health                                 200 while the process lives
-//   GET  /ready                                  200 when the model is loaded and not draining
+//   GET  /health                                 200 while the process lives and its engine
+//                                                can run; 503 {"status": "failed", "error"}
+//                                                once the engine has failed for good
+//   GET  /ready                                  200 when the model is loaded, the engine
+//                                                has not failed and the server is not
+//                                                draining; else 503 (status "failed" or
+//                                                "draining")
 //
 // Errors are OpenAI bodies {"error": {"message", "type", "param", "code"}} with 400, 401,
 // 403, 404, 413, 429, 503 or 504 (see errors.h). Each connection is served by one thread of

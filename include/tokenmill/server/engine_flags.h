@@ -29,8 +29,9 @@ struct EngineFlags {
   // --bootstrap HOST:PORT (or TOKENMILL_BOOTSTRAP): ranks 1..N-1 are `tokenmill worker`
   // processes that join this one there (docs/parallel.md). A flag, not a config field.
   std::string bootstrap;
-  // Set by the command, not a flag: called once if the engine can never run again (a
-  // worker of the tensor-parallel group is gone). ExecutorOptions::on_fatal.
+  // Set by the command, not a flag: called if the engine can never run again (a worker of
+  // the tensor-parallel group is gone: ExecutorOptions::on_fatal; or the engine failed:
+  // Engine::AddFailureObserver). Both may happen: it must act once.
   std::function<void(const absl::Status&)> on_fatal;
 };
 
