@@ -2,6 +2,9 @@
 // - Injected step errors (--inject-faults, testing only): the requests in a failed step end
 //   with gRPC INTERNAL, HTTP 500 with an OpenAI error body, or an SSE error event; the server
 //   stays ready, serves the next requests in full and counts the failures.
+// - An injected throw kills the engine: every request ends (INTERNAL naming the cause, or
+//   UNAVAILABLE), health turns NOT_SERVING and /ready, /health 503, the failure is logged
+//   once and ledgered, and the daemon exits 1.
 // - KV exhaustion: a tiny KV cache preempts and recomputes instead of failing; every request
 //   completes with the tokens an unconstrained server gives.
 // - Priority under load: with one running slot, queued urgent requests are admitted before
@@ -274,6 +277,78 @@ std::vector<Json> ReadLedger(const std::string& dir) {
     }
   }
   return lines;
+}
+
+int CountOf(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(FaultE2eTest, AThrowingStepFailsTheEngineTheServerTurnsUnreadyAndExitsNonZero) {
+  // Step 10 throws: the engine cannot run again. Steps take 20 ms, so that the streams sent
+  // together arrive before it (a late one is refused, never left hanging).
+  TempDir dir;
+  const std::string ledger = dir.path() + "/ledger";
+  const std::string spec = "step_throw:at=10;step_delay_ms=20";
+  auto server = ServerProcess::Start(
+      {"--model", "demo", "--max-num-seqs", "2", "--ledger-dir", ledger, "--inject-faults", spec});
+  ASSERT_NE(server, nullptr);
+  auto http = MakeHttpClient(*server);
+  EXPECT_TRUE(IsServing(server->grpc_address()));
+  auto ready = http->Get("/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+
+  // Four streams, two running and two queued (two slots): every one ends, with INTERNAL
+  // naming the cause, or UNAVAILABLE if it came after the engine had failed.
+  const std::string cause =
+      "engine failed: step thread died: injected fault: step 10 throws (step_delay_ms=20;"
+      "step_throw:at=10)";
+  std::vector<v1::GenerateRequest> requests;
+  for (int i = 0; i < 4; ++i) requests.push_back(Greedy(absl::StrCat("doomed ", i), 40));
+  int num_failed = 0;
+  for (const GenerateOutcome& o : RunConcurrently(*server, requests)) {
+    if (o.status.error_code() == grpc::StatusCode::INTERNAL) {
+      ++num_failed;
+      EXPECT_EQ(o.status.error_message(), cause);
+      EXPECT_LT(o.token_ids.size(), 10u);
+      EXPECT_FALSE(o.has_final);
+    } else {
+      EXPECT_EQ(o.status.error_code(), grpc::StatusCode::UNAVAILABLE) << o.status.error_message();
+    }
+  }
+  EXPECT_GE(num_failed, 1);
+
+  // The server said it was unready before any client saw the error, and refuses from then on
+  // (or is already gone: a closed port is unready too).
+  EXPECT_FALSE(IsServing(server->grpc_address()));
+  for (const char* path : {"/ready", "/health"}) {
+    auto res = http->Get(path);
+    if (!res) continue;
+    EXPECT_EQ(res->status, 503) << path;
+    const Json body = Json::parse(res->body, nullptr, false);
+    EXPECT_EQ(body.value("status", ""), "failed") << res->body;
+    EXPECT_EQ(body.value("error", ""), cause) << res->body;
+  }
+  auto stub = MakeStub(server->grpc_address());
+  const GenerateOutcome late = RunGenerate(*stub, Greedy("too late", 4), 10);
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  // The daemon drains what is left and exits non-zero, for a supervisor to restart it.
+  EXPECT_EQ(server->WaitExit(60), 1);
+  const std::string log = server->Log();
+  EXPECT_EQ(CountOf(log, "engine: step thread died: "), 1) << log;
+  EXPECT_THAT(log, HasSubstr("engine: step thread died: injected fault: step 10 throws"));
+  EXPECT_THAT(log, HasSubstr(cause + "; shutting down"));
+  // Every request the engine took has its ledger line, as a failure.
+  int num_lines = 0;
+  for (const Json& line : ReadLedger(ledger)) {
+    ++num_lines;
+    EXPECT_EQ(line.value("finish_reason", ""), "error") << line.dump();
+    EXPECT_EQ(line.value("error_code", ""), "internal") << line.dump();
+  }
+  EXPECT_EQ(num_lines, num_failed);
 }
 
 TEST(PriorityE2eTest, QueuedUrgentRequestsAreAdmittedBeforeQueuedLowPriorityOnes) {
