@@ -26,14 +26,44 @@ std::optional<double> SecondsLeft(const grpc::CallbackServerContext& ctx) {
 }
 
 // The bytes of a message as gRPC received them (usually one slice).
-std::string Flatten(const grpc::ByteBuffer& buffer) {
+absl::StatusOr<std::string> Flatten(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
+  if (const grpc::Status s = buffer.Dump(&slices); !s.ok()) {
+    // Not read as an empty message, which would be a valid request to some methods.
+    return absl::InvalidArgumentError(
+        absl::StrCat("request: cannot read the message: ", s.error_message()));
+  }
   std::string bytes;
-  if (!buffer.Dump(&slices).ok()) return bytes;
   for (const grpc::Slice& s : slices) {
     bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
   return bytes;
+}
+
+// Refuses a call whose request message never arrived. The raw handlers, unlike the generated
+// typed ones, are called without it (an invalid buffer): the client sent none, or the call
+// ended first. Such a call is not an empty request.
+absl::Status CheckRequestArrived(const grpc::CallbackServerContext& ctx,
+                                 const grpc::ByteBuffer& bytes, absl::string_view type_name) {
+  if (bytes.Valid()) return absl::OkStatus();
+  if (!ctx.IsCancelled()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request: the call carried no ", type_name, " message"));
+  }
+  if (CancelReasonFor(SecondsLeft(ctx)) == FinishReason::kDeadline) {
+    return absl::DeadlineExceededError("deadline passed before the request arrived");
+  }
+  return absl::CancelledError("the call was cancelled before the request arrived");
+}
+
+// The call's request, parsed from the bytes gRPC received (errors: CheckRequestArrived's,
+// then ParseRequestFromWire's).
+template <typename Request>
+absl::StatusOr<Request> ReadRequest(const grpc::CallbackServerContext& ctx,
+                                    const grpc::ByteBuffer& bytes) {
+  TM_RETURN_IF_ERROR(CheckRequestArrived(ctx, bytes, Request::descriptor()->full_name()));
+  TM_ASSIGN_OR_RETURN(const std::string wire, Flatten(bytes));
+  return RequestFromWire<Request>(wire);
 }
 
 // One Generate call. The worker thread (Run) produces messages; gRPC writes them one at a
@@ -86,19 +116,8 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   FinishReason CancelReason() const { return CancelReasonFor(SecondsLeft(*ctx_)); }
 
   absl::StatusOr<ClientRequest> ParseRequest() const {
-    if (!request_->Valid()) {
-      // No request message (the raw handler, unlike the typed one, still calls us): the call
-      // ended before it arrived, or the client sent none. Not an empty request.
-      if (!ctx_->IsCancelled()) {
-        return absl::InvalidArgumentError(
-            "request: the call carried no tokenmill.v1.GenerateRequest message");
-      }
-      if (CancelReason() == FinishReason::kDeadline) {
-        return absl::DeadlineExceededError("deadline passed before the request arrived");
-      }
-      return absl::CancelledError("the call was cancelled before the request arrived");
-    }
-    TM_ASSIGN_OR_RETURN(v1::GenerateRequest request, GenerateRequestFromWire(Flatten(*request_)));
+    TM_ASSIGN_OR_RETURN(v1::GenerateRequest request,
+                        ReadRequest<v1::GenerateRequest>(*ctx_, *request_));
     TM_ASSIGN_OR_RETURN(ClientRequest client, ClientRequestFromProto(request));
     if (const std::optional<double> left = SecondsLeft(*ctx_); left.has_value()) {
       if (*left <= 0) return absl::DeadlineExceededError("deadline passed before admission");
@@ -217,12 +236,119 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   ActiveRequest* active_ = nullptr;  // while Serve streams; guarded by mu_
 };
 
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+// What a unary method does with its parsed request: fills `response`, or says why not.
+template <typename Request, typename Response>
+using UnaryBody = absl::Status (*)(Frontend&, const Principal&, const Request&, Response&);
+
+template <typename Response>
+absl::Status SerializeResponse(const Response& response, grpc::ByteBuffer& out) {
+  bool own_buffer = false;
+  const grpc::Status s =
+      grpc::SerializationTraits<Response>::Serialize(response, &out, &own_buffer);
+  if (s.ok()) return absl::OkStatus();
+  spdlog::error("grpc: cannot serialize a {}: {}", Response::descriptor()->full_name(),
+                s.error_message());
+  return absl::InternalError("internal error");
+}
+
+// Authentication comes first (an unauthenticated caller learns nothing about its bytes); a
+// request that cannot be read is refused and counted, as Generate's are.
+template <typename Request, typename Response>
+absl::Status RunUnary(Frontend& frontend, const grpc::CallbackServerContext& ctx,
+                      const grpc::ByteBuffer& request_bytes, grpc::ByteBuffer& response_bytes,
+                      UnaryBody<Request, Response> body) {
+  TM_ASSIGN_OR_RETURN(Principal who, frontend.Authenticate(AuthorizationOf(ctx)));
+  absl::StatusOr<Request> request = ReadRequest<Request>(ctx, request_bytes);
+  if (!request.ok()) {
+    frontend.RecordRejection(who.tenant, request.status());
+    return request.status();
+  }
+  Response response;
+  TM_RETURN_IF_ERROR(body(frontend, who, *request, response));
+  return SerializeResponse(response, response_bytes);
+}
+
+// Every unary method of the service: RunUnary, its outcome the call's status. No exception
+// leaves (gRPC would answer it with a bare UNKNOWN, or abort without exceptions support).
+template <typename Request, typename Response>
+grpc::ServerUnaryReactor* ServeUnary(Frontend& frontend, grpc::CallbackServerContext* ctx,
+                                     const grpc::ByteBuffer* request_bytes,
+                                     grpc::ByteBuffer* response_bytes,
+                                     UnaryBody<Request, Response> body) {
+  absl::Status status;
+  try {
+    status = RunUnary(frontend, *ctx, *request_bytes, *response_bytes, body);
+  } catch (const std::exception& e) {
+    spdlog::error("grpc: {} threw: {}", Request::descriptor()->name(), e.what());
+    status = absl::InternalError("internal error");
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
+absl::Status AnswerTokenize(Frontend& frontend, const Principal&,
+                            const v1::TokenizeRequest& request, v1::TokenizeResponse& response) {
+  TM_RETURN_IF_ERROR(frontend.CheckModel(request.model()));
+  TM_ASSIGN_OR_RETURN(CompletionInput input, TokenizeInputFromProto(request));
+  TM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, frontend.Tokenize(input));
+  const Tokenizer* tok = frontend.bundle().tokenizer.get();
+  for (int32_t id : ids) {
+    response.add_token_ids(id);
+    const std::string_view piece = tok != nullptr ? tok->TokenString(id) : std::string_view();
+    response.add_tokens(SanitizeUtf8(absl::string_view(piece.data(), piece.size())));
+  }
+  response.set_max_model_len(frontend.engine().max_seq_len());
+  return absl::OkStatus();
+}
+
+absl::Status AnswerDetokenize(Frontend& frontend, const Principal&,
+                              const v1::DetokenizeRequest& request,
+                              v1::DetokenizeResponse& response) {
+  TM_RETURN_IF_ERROR(frontend.CheckModel(request.model()));
+  const Tokenizer* tok = frontend.bundle().tokenizer.get();
+  if (tok == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model: '", frontend.model_name(), "' has no tokenizer"));
+  }
+  const std::vector<int32_t> ids(request.token_ids().begin(), request.token_ids().end());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= tok->vocab_size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token_ids[", i, "]: ", ids[i], " is outside [0, ", tok->vocab_size(), ")"));
+    }
+  }
+  TM_ASSIGN_OR_RETURN(std::string text, tok->Decode(ids, !request.has_skip_special_tokens() ||
+                                                             request.skip_special_tokens()));
+  response.set_text(SanitizeUtf8(text));
+  return absl::OkStatus();
+}
+
+absl::Status AnswerListModels(Frontend& frontend, const Principal&, const v1::ListModelsRequest&,
+                              v1::ListModelsResponse& response) {
+  const ModelBundle& b = frontend.bundle();
+  v1::ModelInfo* m = response.add_models();
+  m->set_id(frontend.model_name());
+  m->set_architecture(b.model->config.architecture);
+  m->set_max_model_len(frontend.engine().max_seq_len());
+  m->set_vocab_size(b.model->config.vocab_size);
+  m->set_has_tokenizer(b.tokenizer != nullptr);
+  m->set_has_chat_template(b.chat_template.has_value());
+  m->set_random_weights(b.model->config.is_random_weights);
+  m->set_created(frontend.created_unix_s());
+  return absl::OkStatus();
+}
+
+absl::Status AnswerGetStats(Frontend& frontend, const Principal& who, const v1::GetStatsRequest&,
+                            v1::GetStatsResponse& response) {
+  TM_RETURN_IF_ERROR(Frontend::RequireAdmin(who, "GetStats"));
+  FillStats(frontend.engine().stats(), frontend.engine().executor().block_size(), &response);
+  response.set_model(frontend.model_name());
+  response.set_num_active_streams(frontend.num_active());
+  response.set_draining(frontend.draining());
+  response.set_uptime_s(frontend.uptime_s());
+  return absl::OkStatus();
+}
 }  // namespace
 
 void WorkerGroup::Spawn(std::function<void()> fn) {
@@ -264,81 +390,27 @@ FinishReason CancelReasonFor(std::optional<double> seconds_left) {
 }
 
 grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* ctx,
-                                                     const v1::TokenizeRequest* request,
-                                                     v1::TokenizeResponse* response) {
-  auto who = frontend_.Authenticate(AuthorizationOf(*ctx));
-  if (!who.ok()) return Reply(ctx, who.status());
-  if (absl::Status s = frontend_.CheckModel(request->model()); !s.ok()) return Reply(ctx, s);
-  auto input = TokenizeInputFromProto(*request);
-  if (!input.ok()) return Reply(ctx, input.status());
-  auto ids = frontend_.Tokenize(*input);
-  if (!ids.ok()) return Reply(ctx, ids.status());
-  const Tokenizer* tok = frontend_.bundle().tokenizer.get();
-  for (int32_t id : *ids) {
-    response->add_token_ids(id);
-    const std::string_view piece = tok != nullptr ? tok->TokenString(id) : std::string_view();
-    response->add_tokens(SanitizeUtf8(absl::string_view(piece.data(), piece.size())));
-  }
-  response->set_max_model_len(frontend_.engine().max_seq_len());
-  return Reply(ctx, absl::OkStatus());
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  return ServeUnary(frontend_, ctx, request, response, AnswerTokenize);
 }
 
 grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerContext* ctx,
-                                                       const v1::DetokenizeRequest* request,
-                                                       v1::DetokenizeResponse* response) {
-  auto who = frontend_.Authenticate(AuthorizationOf(*ctx));
-  if (!who.ok()) return Reply(ctx, who.status());
-  if (absl::Status s = frontend_.CheckModel(request->model()); !s.ok()) return Reply(ctx, s);
-  const Tokenizer* tok = frontend_.bundle().tokenizer.get();
-  if (tok == nullptr) {
-    return Reply(ctx, absl::FailedPreconditionError(
-                          absl::StrCat("model: '", frontend_.model_name(), "' has no tokenizer")));
-  }
-  const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= tok->vocab_size()) {
-      return Reply(
-          ctx, absl::InvalidArgumentError(absl::StrCat(
-                   "token_ids[", i, "]: ", ids[i], " is outside [0, ", tok->vocab_size(), ")")));
-    }
-  }
-  auto text =
-      tok->Decode(ids, !request->has_skip_special_tokens() || request->skip_special_tokens());
-  if (!text.ok()) return Reply(ctx, text.status());
-  response->set_text(SanitizeUtf8(*text));
-  return Reply(ctx, absl::OkStatus());
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  return ServeUnary(frontend_, ctx, request, response, AnswerDetokenize);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* ctx,
-                                                       const v1::ListModelsRequest*,
-                                                       v1::ListModelsResponse* response) {
-  auto who = frontend_.Authenticate(AuthorizationOf(*ctx));
-  if (!who.ok()) return Reply(ctx, who.status());
-  const ModelBundle& b = frontend_.bundle();
-  v1::ModelInfo* m = response->add_models();
-  m->set_id(frontend_.model_name());
-  m->set_architecture(b.model->config.architecture);
-  m->set_max_model_len(frontend_.engine().max_seq_len());
-  m->set_vocab_size(b.model->config.vocab_size);
-  m->set_has_tokenizer(b.tokenizer != nullptr);
-  m->set_has_chat_template(b.chat_template.has_value());
-  m->set_random_weights(b.model->config.is_random_weights);
-  m->set_created(frontend_.created_unix_s());
-  return Reply(ctx, absl::OkStatus());
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  return ServeUnary(frontend_, ctx, request, response, AnswerListModels);
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetStats(grpc::CallbackServerContext* ctx,
-                                                     const v1::GetStatsRequest*,
-                                                     v1::GetStatsResponse* response) {
-  auto who = frontend_.Authenticate(AuthorizationOf(*ctx));
-  if (!who.ok()) return Reply(ctx, who.status());
-  if (absl::Status s = Frontend::RequireAdmin(*who, "GetStats"); !s.ok()) return Reply(ctx, s);
-  FillStats(frontend_.engine().stats(), frontend_.engine().executor().block_size(), response);
-  response->set_model(frontend_.model_name());
-  response->set_num_active_streams(frontend_.num_active());
-  response->set_draining(frontend_.draining());
-  response->set_uptime_s(frontend_.uptime_s());
-  return Reply(ctx, absl::OkStatus());
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  return ServeUnary(frontend_, ctx, request, response, AnswerGetStats);
 }
 
 }  // namespace tokenmill

@@ -25,28 +25,37 @@ class WorkerGroup {
   int num_running_ = 0;
 };
 
-// Generate takes its request as bytes and parses it itself: the generated handler answers a
-// request protobuf cannot parse (a string field with invalid UTF-8) with a bare UNIMPLEMENTED,
-// where the client must get INVALID_ARGUMENT naming the field (and the refusal be counted).
-class InferenceService final
-    : public v1::Inference::WithRawCallbackMethod_Generate<v1::Inference::CallbackService> {
+// Every method of tokenmill.v1.Inference takes its request as bytes and parses it itself
+// (ServeUnary in the .cc, and Generate's reactor): gRPC's generated handler answers a request
+// protobuf cannot parse (a string field with invalid UTF-8, truncated or garbage bytes) or one
+// that never arrived with a bare UNIMPLEMENTED, where the client must get INVALID_ARGUMENT
+// naming the field (and the refusal be counted). A method added to the proto without its raw
+// handler here is answered UNIMPLEMENTED, which tests/api/grpc_service_test catches.
+using RawInferenceService = v1::Inference::WithRawCallbackMethod_Generate<
+    v1::Inference::WithRawCallbackMethod_Tokenize<v1::Inference::WithRawCallbackMethod_Detokenize<
+        v1::Inference::WithRawCallbackMethod_ListModels<
+            v1::Inference::WithRawCallbackMethod_GetStats<v1::Inference::Service>>>>>;
+
+// Thread-safety: gRPC calls the methods from its threads, concurrently; `frontend` must
+// outlive the service and the threads of workers().
+class InferenceService final : public RawInferenceService {
  public:
   explicit InferenceService(Frontend& frontend) : frontend_(frontend) {}
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const v1::TokenizeRequest* request,
-                                     v1::TokenizeResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
-                                       const v1::DetokenizeRequest* request,
-                                       v1::DetokenizeResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest* request,
-                                       v1::ListModelsResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context,
-                                     const v1::GetStatsRequest* request,
-                                     v1::GetStatsResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
 
   WorkerGroup& workers() { return workers_; }
 

@@ -81,15 +81,15 @@ std::string TokenText(const Tokenizer* tokenizer, int32_t id) {
 
 }  // namespace
 
-absl::StatusOr<v1::GenerateRequest> GenerateRequestFromWire(absl::string_view bytes) {
+absl::Status ParseRequestFromWire(absl::string_view bytes, google::protobuf::Message& request) {
   // Checked first: protobuf would refuse the message, logging an error per bad request.
-  const std::string bad = FindInvalidUtf8(*v1::GenerateRequest::descriptor(), bytes, 0);
+  const std::string bad = FindInvalidUtf8(*request.GetDescriptor(), bytes, 0);
   if (!bad.empty()) return Invalid(bad, "is not valid UTF-8");
-  v1::GenerateRequest request;
   if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return Invalid("request", "is not a valid tokenmill.v1.GenerateRequest message");
+    return Invalid("request", absl::StrCat("is not a valid ", request.GetDescriptor()->full_name(),
+                                           " message"));
   }
-  return request;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ClientRequest> ClientRequestFromProto(const v1::GenerateRequest& r) {

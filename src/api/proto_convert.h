@@ -4,15 +4,26 @@
 #include <span>
 
 #include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
 #include "tokenmill/api/frontend.h"
 #include "tokenmill/v1/service.pb.h"
 
 namespace tokenmill {
 
-// Parses a serialized GenerateRequest. InvalidArgument naming the field when a string field
-// holds invalid UTF-8 (which protobuf refuses to parse, and gRPC's generated handler would
-// answer with a bare UNIMPLEMENTED), or when the bytes are not a GenerateRequest at all.
-absl::StatusOr<v1::GenerateRequest> GenerateRequestFromWire(absl::string_view bytes);
+// Parses `bytes`, a serialized message of `request`'s type (any tokenmill.v1 request), into
+// `request`. InvalidArgument naming the field when a string field holds invalid UTF-8
+// ("chat.messages[1].role: is not valid UTF-8"; protobuf refuses such a message, and gRPC's
+// generated handler answers it with a bare UNIMPLEMENTED), or "request: is not a valid
+// tokenmill.v1.TokenizeRequest message" when the bytes are not one (truncated, garbage).
+// Unknown fields are kept, as protobuf keeps them. Logs nothing.
+absl::Status ParseRequestFromWire(absl::string_view bytes, google::protobuf::Message& request);
+
+template <typename Request>
+absl::StatusOr<Request> RequestFromWire(absl::string_view bytes) {
+  Request request;
+  if (absl::Status s = ParseRequestFromWire(bytes, request); !s.ok()) return s;
+  return request;
+}
 
 // InvalidArgument naming the field: no input, invalid UTF-8, a negative token id.
 absl::StatusOr<ClientRequest> ClientRequestFromProto(const v1::GenerateRequest& request);

@@ -83,33 +83,68 @@ TEST(GenerateRequestFromWireTest, InvalidUtf8IsInvalidArgumentNamingTheField) {
   v1::GenerateRequest r;
   r.set_text("fine");
   r.set_max_tokens(3);
-  auto parsed = GenerateRequestFromWire(r.SerializeAsString());
+  auto parsed = RequestFromWire<v1::GenerateRequest>(r.SerializeAsString());
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->text(), "fine");
   EXPECT_EQ(parsed->max_tokens(), 3);
 
   // (SerializeAsString writes the bad bytes, logging that it does.)
   r.set_text("bad \xFF\xFE");
-  parsed = GenerateRequestFromWire(r.SerializeAsString());
+  parsed = RequestFromWire<v1::GenerateRequest>(r.SerializeAsString());
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(parsed.status().message(), "text: is not valid UTF-8");
 
   r.set_text("ok");
   r.add_stop("a");
   r.add_stop("\xC3");
-  EXPECT_EQ(GenerateRequestFromWire(r.SerializeAsString()).status().message(),
+  EXPECT_EQ(RequestFromWire<v1::GenerateRequest>(r.SerializeAsString()).status().message(),
             "stop[1]: is not valid UTF-8");
 
   r.clear_stop();
   r.mutable_chat()->add_messages()->set_content("hi");
   r.mutable_chat()->add_messages()->set_role("us\xE2\x82");
-  EXPECT_EQ(GenerateRequestFromWire(r.SerializeAsString()).status().message(),
+  EXPECT_EQ(RequestFromWire<v1::GenerateRequest>(r.SerializeAsString()).status().message(),
             "chat.messages[1].role: is not valid UTF-8");
 
-  parsed = GenerateRequestFromWire("\xFF\xFF\xFF not a message");
+  parsed = RequestFromWire<v1::GenerateRequest>("\xFF\xFF\xFF not a message");
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(parsed.status().message(),
             "request: is not a valid tokenmill.v1.GenerateRequest message");
+}
+
+// The same parse serves every method's request (issue #10 follow-up): each names its own
+// fields and its own message type.
+TEST(RequestFromWireTest, EveryRequestTypeNamesItsFieldOrItself) {
+  v1::TokenizeRequest t;
+  t.mutable_chat()->add_messages()->set_content("ok");
+  t.mutable_chat()->add_messages()->set_name("\xF0\x9F\x98");  // a cut 4-byte sequence
+  EXPECT_EQ(RequestFromWire<v1::TokenizeRequest>(t.SerializeAsString()).status().message(),
+            "chat.messages[1].name: is not valid UTF-8");
+  v1::DetokenizeRequest d;
+  d.set_model("\xED\xA0\x80");  // a surrogate
+  d.add_token_ids(7);
+  EXPECT_EQ(RequestFromWire<v1::DetokenizeRequest>(d.SerializeAsString()).status().message(),
+            "model: is not valid UTF-8");
+  d.set_model("demo");
+  auto parsed = RequestFromWire<v1::DetokenizeRequest>(d.SerializeAsString());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->model(), "demo");
+  EXPECT_EQ(parsed->token_ids(0), 7);
+
+  const std::string truncated = d.SerializeAsString().substr(0, 3);
+  auto bad = RequestFromWire<v1::DetokenizeRequest>(truncated);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(),
+            "request: is not a valid tokenmill.v1.DetokenizeRequest message");
+  EXPECT_EQ(RequestFromWire<v1::GetStatsRequest>("\xFF\xFF").status().message(),
+            "request: is not a valid tokenmill.v1.GetStatsRequest message");
+
+  // No bytes are an empty message; an unknown field (from a newer client) is kept, even one
+  // whose bytes are not UTF-8: only the fields this server knows are checked.
+  EXPECT_TRUE(RequestFromWire<v1::ListModelsRequest>("").ok());
+  auto newer = RequestFromWire<v1::ListModelsRequest>(std::string("\x4A\x02\xFF\xFE", 4));
+  ASSERT_TRUE(newer.ok()) << newer.status();
+  EXPECT_EQ(newer->GetReflection()->GetUnknownFields(*newer).field_count(), 1);
 }
 
 TEST(ProtoConvertTest, DeltasMergeAndFinalInfoCarriesTheRecord) {
