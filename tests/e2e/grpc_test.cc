@@ -1,8 +1,11 @@
 // End to end over gRPC: the real `tokenmill serve` binary on the demo model, driven by the C++
 // client generated from proto/tokenmill/v1/service.proto.
 #include <atomic>
+#include <optional>
+#include <sstream>
 #include <thread>
 
+#include "api/grpc_raw_call.h"
 #include "e2e/e2e_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
@@ -289,6 +292,115 @@ TEST_F(GrpcE2eTest, EveryBadRequestGetsItsCodeNamingTheField) {
         << c.name << ": " << out.status.error_message();
     EXPECT_TRUE(out.messages.empty()) << c.name;
   }
+  ExpectIdle();
+}
+
+// tokenmill:request_rejections_total{error_code=`code`} summed over its samples, from /metrics.
+double Rejections(const ServerProcess& server, const std::string& code) {
+  auto res = MakeHttpClient(server)->Get("/metrics");
+  EXPECT_TRUE(res && res->status == 200);
+  if (!res) return -1;
+  std::istringstream text(res->body);
+  double sum = 0;
+  for (std::string line; std::getline(text, line);) {
+    if (line.rfind("tokenmill:request_rejections_total{", 0) == 0 &&
+        line.find("error_code=\"" + code + "\"") != std::string::npos) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+// Issue #10: bytes that are not the method's request, on every method of the real server (the
+// wire bytes written by hand, as a foreign client sends them), get INVALID_ARGUMENT naming the
+// field or the message, counted; gRPC's own health and reflection services answer garbage with
+// an error too, never a crash or a hang, and the server serves on.
+TEST_F(GrpcE2eTest, EveryMethodRefusesBytesThatAreNotItsRequestNamingTheField) {
+  struct RawCase {
+    const char* method;
+    std::optional<std::string> bytes;  // nullopt: no request message at all
+    const char* message;
+  };
+  const std::string garbage = "\xFF\xFF\xFF not a message";
+  const std::vector<RawCase> cases = {
+      // text (field 2) = "ok\xFF\xFE"
+      {"Tokenize", std::string("\x12\x04ok\xFF\xFE", 6), "text: is not valid UTF-8"},
+      // chat (3) { messages (1) { content (2) = "\xC3(" } }
+      {"Tokenize", std::string("\x1A\x06\x0A\x04\x12\x02\xC3\x28", 8),
+       "chat.messages[0].content: is not valid UTF-8"},
+      {"Tokenize", std::string("\x12\x09truncated", 6),
+       "request: is not a valid tokenmill.v1.TokenizeRequest message"},
+      {"Tokenize", std::nullopt,
+       "request: the call carried no tokenmill.v1.TokenizeRequest message"},
+      // model (1) = "\xC3(", token_ids (2) = [65]
+      {"Detokenize", std::string("\x0A\x02\xC3\x28\x12\x01\x41", 7), "model: is not valid UTF-8"},
+      {"Detokenize", garbage, "request: is not a valid tokenmill.v1.DetokenizeRequest message"},
+      {"ListModels", garbage, "request: is not a valid tokenmill.v1.ListModelsRequest message"},
+      {"ListModels", std::nullopt,
+       "request: the call carried no tokenmill.v1.ListModelsRequest message"},
+      {"GetStats", garbage, "request: is not a valid tokenmill.v1.GetStatsRequest message"},
+      // text (2) = "hi", request_id (16) = "\xC3("
+      {"Generate", std::string("\x12\x02hi\x82\x01\x02\xC3\x28", 9),
+       "request_id: is not valid UTF-8"},
+      {"Generate", garbage, "request: is not a valid tokenmill.v1.GenerateRequest message"},
+  };
+  auto channel = grpc::CreateChannel(server_->grpc_address(), grpc::InsecureChannelCredentials());
+  const double refused_before = Rejections(*server_, "invalid_argument");
+  for (const RawCase& c : cases) {
+    const tokenmill::testing::RawCallOutcome out = tokenmill::testing::CallWithRawBytes(
+        channel, std::string("/tokenmill.v1.Inference/") + c.method, c.bytes);
+    EXPECT_EQ(out.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.method << ": " << out.status.error_message();
+    EXPECT_EQ(out.status.error_message(), c.message) << c.method;
+    EXPECT_TRUE(out.replies.empty()) << c.method;
+  }
+  EXPECT_EQ(Rejections(*server_, "invalid_argument"), refused_before + cases.size());
+
+  // gRPC's own services, with garbage or no message: health answers an error at once; the
+  // reflection stream (gRPC's synchronous handler) takes an unreadable message for the end of
+  // the client's stream and ends it OK, with no answer. Neither crashes nor hangs.
+  for (const std::optional<std::string>& bytes :
+       {std::optional<std::string>(garbage), std::optional<std::string>()}) {
+    const char* what = bytes.has_value() ? "garbage" : "no message";
+    const tokenmill::testing::RawCallOutcome check =
+        tokenmill::testing::CallWithRawBytes(channel, "/grpc.health.v1.Health/Check", bytes, "", 5);
+    EXPECT_FALSE(check.timed_out) << what;
+    EXPECT_EQ(check.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << what;
+    EXPECT_EQ(check.status.error_message(), "could not parse request") << what;
+    const tokenmill::testing::RawCallOutcome watch =
+        tokenmill::testing::CallWithRawBytes(channel, "/grpc.health.v1.Health/Watch", bytes, "", 5);
+    EXPECT_FALSE(watch.timed_out) << what;
+    EXPECT_FALSE(watch.status.ok()) << what;
+    EXPECT_NE(watch.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << what;
+    EXPECT_TRUE(watch.replies.empty()) << what;
+    const tokenmill::testing::RawCallOutcome reflection = tokenmill::testing::CallWithRawBytes(
+        channel, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", bytes, "", 5);
+    EXPECT_FALSE(reflection.timed_out) << what;
+    EXPECT_NE(reflection.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << what;
+    EXPECT_TRUE(reflection.replies.empty()) << what;
+  }
+  // Reflection still answers a well-formed question.
+  grpc::reflection::v1alpha::ServerReflectionRequest question;
+  question.set_list_services("");
+  const tokenmill::testing::RawCallOutcome listed = tokenmill::testing::CallWithRawBytes(
+      channel, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      question.SerializeAsString());
+  ASSERT_TRUE(listed.status.ok()) << listed.status.error_message();
+  ASSERT_EQ(listed.replies.size(), 1u);
+  grpc::reflection::v1alpha::ServerReflectionResponse answer;
+  ASSERT_TRUE(answer.ParseFromString(listed.replies[0]));
+  EXPECT_GT(answer.list_services_response().service_size(), 0);
+
+  // Still serving, and healthy.
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext hctx;
+  grpc::health::v1::HealthCheckResponse hres;
+  ASSERT_TRUE(health->Check(&hctx, grpc::health::v1::HealthCheckRequest(), &hres).ok());
+  EXPECT_EQ(hres.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  const GenerateOutcome out = RunGenerate(*stub_, TextRequest("still here", 4));
+  EXPECT_TRUE(out.status.ok()) << out.status.error_message();
+  EXPECT_EQ(out.token_ids.size(), 4u);
+  EXPECT_TRUE(server_->running());
   ExpectIdle();
 }
 
