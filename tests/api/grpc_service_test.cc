@@ -248,6 +248,18 @@ TEST_F(GrpcServiceTest, ACallWithoutItsRequestMessageIsRefused) {
   }
 }
 
+// gRPC itself refuses a message over limits.max_request_bytes before any handler runs (so
+// the refusal is not counted); docs/api.md says so.
+TEST_F(GrpcServiceTest, AMessageOverTheSizeLimitIsResourceExhausted) {
+  v1::TokenizeRequest t;
+  t.set_text(std::string(state_->frontend->limits().max_request_bytes, 'a'));
+  const double before = Rejections("alice", "resource_exhausted");
+  const testing::RawCallOutcome out = Call(Method("Tokenize"), t.SerializeAsString());
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << out.status.error_message();
+  EXPECT_EQ(Rejections("alice", "resource_exhausted"), before);
+}
+
 TEST_F(GrpcServiceTest, TheKeyIsCheckedBeforeTheBytes) {
   for (const auto* m : InferenceMethods()) {
     const double before = Rejections("unknown", "unauthenticated");
