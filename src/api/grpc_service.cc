@@ -269,7 +269,7 @@ absl::Status RunUnary(Frontend& frontend, const grpc::CallbackServerContext& ctx
 }
 
 // Every unary method of the service: RunUnary, its outcome the call's status. No exception
-// leaves (gRPC would answer it with a bare UNKNOWN, or abort without exceptions support).
+// leaves: gRPC would answer it with a bare UNIMPLEMENTED, and nothing would be logged.
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* ServeUnary(Frontend& frontend, grpc::CallbackServerContext* ctx,
                                      const grpc::ByteBuffer* request_bytes,
