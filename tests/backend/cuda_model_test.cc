@@ -140,7 +140,8 @@ TEST(CudaModelTest, Stories260KGreedyMatchesLlamaCppOneByOne) {
   TM_REQUIRE_TESTDATA("golden/stories260K_greedy.json");
   auto model = LoadModel(TestdataPath("models/stories260K/stories260K.gguf"));
   ASSERT_TRUE(model.ok()) << model.status();
-  for (const json& c : StoriesGolden()["cases"]) {
+  const json golden = StoriesGolden();  // a temporary's ["cases"] would dangle in the range-for
+  for (const json& c : golden["cases"]) {
     SCOPED_TRACE(c["id"].get<std::string>());
     CudaRunner runner(**model, ExactOptions(), 1);
     const auto want = c["generated_token_ids"].get<std::vector<int32_t>>();
@@ -175,7 +176,8 @@ TEST(CudaModelTest, Stories260KBf16ConfigurationKeepsTheLogits) {
   TM_REQUIRE_TESTDATA("golden/stories260K_greedy.json");
   auto model = LoadModel(TestdataPath("models/stories260K/stories260K.gguf"));
   ASSERT_TRUE(model.ok()) << model.status();
-  for (const json& c : StoriesGolden()["cases"]) {
+  const json golden = StoriesGolden();  // a temporary's ["cases"] would dangle in the range-for
+  for (const json& c : golden["cases"]) {
     CudaRunner runner(**model, CudaBackendOptions{}, 1);
     const auto want = c["first_position_logits_full"].get<std::vector<float>>();
     const std::vector<float> got = runner.Step({c["prompt_token_ids"].get<std::vector<int32_t>>()}, false);
