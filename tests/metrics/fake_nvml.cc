@@ -1,6 +1,7 @@
 // A stand-in for libnvidia-ml.so.1, built as a shared library so the NVML meter's dlopen path
 // runs for real on machines without a GPU. The test steers it through fake_nvml_* functions
 // (resolved with dlsym on the same handle, so both see one copy of the state).
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 
@@ -20,11 +21,13 @@ struct Utilization {
 int g_init_result = kSuccess;
 int g_num_inits = 0;
 unsigned int g_count = 0;
-bool g_energy_supported = true;
-bool g_power_fails = false;
-unsigned long long g_energy_mj[kMaxGpus] = {};
-unsigned int g_power_mw[kMaxGpus] = {};
-unsigned int g_util[kMaxGpus] = {};
+// The readings are atomics: the test sets them while the meter's sampler thread reads them
+// (a data race on plain ints, found by TSan).
+std::atomic<bool> g_energy_supported = true;
+std::atomic<bool> g_power_fails = false;
+std::atomic<unsigned long long> g_energy_mj[kMaxGpus] = {};
+std::atomic<unsigned int> g_power_mw[kMaxGpus] = {};
+std::atomic<unsigned int> g_util[kMaxGpus] = {};
 
 // Handles are 1-based indices disguised as pointers.
 int IndexOf(void* handle) { return static_cast<int>(reinterpret_cast<uintptr_t>(handle)) - 1; }
