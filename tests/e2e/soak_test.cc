@@ -51,6 +51,20 @@ constexpr uint64_t kDefaultSeed = 20240610;
 constexpr int kKvCacheBlocks = 512;
 // Resident memory may grow this much past its level after the warm-up.
 constexpr int64_t kRssSlackBytes = 24ll << 20;
+// Under ASan the server's RSS grows by hundreds of MiB over the run with no leak (its
+// quarantine of freed blocks, redzones and shadow memory; measured 281 -> 614 MiB), so the
+// bound means nothing there; LeakSanitizer checks leaks in that build instead.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRssIsBounded = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kRssIsBounded = false;
+#else
+constexpr bool kRssIsBounded = true;
+#endif
+#else
+constexpr bool kRssIsBounded = true;
+#endif
 
 struct SoakOptions {
   int num_requests = 2000;
@@ -397,7 +411,7 @@ TEST(SoakTest, ChaoticClientsLeaveTheServerServingIdleBoundedAndCounted) {
   std::cout << "[ soak ] server RSS after warm-up " << (rss_warm >> 20) << " MiB, after the run "
             << (rss_end >> 20) << " MiB; threads " << threads_warm << " -> " << threads_end
             << std::endl;
-  EXPECT_LE(rss_end, rss_warm + kRssSlackBytes);
+  if (kRssIsBounded) EXPECT_LE(rss_end, rss_warm + kRssSlackBytes);
   EXPECT_LE(threads_end, threads_warm + 16);
 
   // Alive, ready, and still serving: a last greedy request gives the reference output.
