@@ -411,7 +411,9 @@ TEST(SoakTest, ChaoticClientsLeaveTheServerServingIdleBoundedAndCounted) {
   std::cout << "[ soak ] server RSS after warm-up " << (rss_warm >> 20) << " MiB, after the run "
             << (rss_end >> 20) << " MiB; threads " << threads_warm << " -> " << threads_end
             << std::endl;
-  if (kRssIsBounded) EXPECT_LE(rss_end, rss_warm + kRssSlackBytes);
+  if (kRssIsBounded) {
+    EXPECT_LE(rss_end, rss_warm + kRssSlackBytes);
+  }
   EXPECT_LE(threads_end, threads_warm + 16);
 
   // Alive, ready, and still serving: a last greedy request gives the reference output.
