@@ -21,6 +21,10 @@ class FrontendTest : public ::testing::Test {
     flags.max_model_len = 64;
     flags.kv_cache_blocks = 64;
     flags.threads = 1;
+    // The demo model decodes 50 tokens in ~20 ms on an idle machine: faster than a cancel
+    // sent after the second delta reaches the step thread. 2 ms per step keeps the tests
+    // that stop a request mid-stream deterministic.
+    flags.inject_faults = "step_delay_ms=2";
     auto engine = BuildEngine(bundle_, flags);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
