@@ -11,27 +11,15 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "parallel/collective_kind.h"
 #include "tokenmill/core/status.h"
 
 namespace tokenmill {
 
 namespace {
 
-enum class Kind { kAllReduceSum, kAllGather, kBroadcast, kBarrier };
-
-const char* KindName(Kind k) {
-  switch (k) {
-    case Kind::kAllReduceSum:
-      return "AllReduceSum";
-    case Kind::kAllGather:
-      return "AllGather";
-    case Kind::kBroadcast:
-      return "Broadcast";
-    case Kind::kBarrier:
-      return "Barrier";
-  }
-  return "?";
-}
+using Kind = parallel_internal::CollectiveKind;
+constexpr auto KindName = parallel_internal::CollectiveKindName;
 
 constexpr int kMaxWorldSize = 1024;
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "parallel/collective_kind.h"
 #include "parallel/tcp_socket.h"
 #include "spdlog/spdlog.h"
 #include "tokenmill/core/status.h"
@@ -17,21 +18,8 @@
 namespace tokenmill {
 namespace {
 
-enum class Kind : uint32_t { kAllReduceSum = 1, kAllGather = 2, kBroadcast = 3, kBarrier = 4 };
-
-const char* KindName(Kind k) {
-  switch (k) {
-    case Kind::kAllReduceSum:
-      return "AllReduceSum";
-    case Kind::kAllGather:
-      return "AllGather";
-    case Kind::kBroadcast:
-      return "Broadcast";
-    case Kind::kBarrier:
-      return "Barrier";
-  }
-  return "?";
-}
+using Kind = parallel_internal::CollectiveKind;
+constexpr auto KindName = parallel_internal::CollectiveKindName;
 
 constexpr uint32_t kMagic = 0x4f434d54;  // "TMCO"
 // What rank 0 hands out at the bootstrap: a rank of another protocol (an NCCL rendezvous

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/kernels.h"
 
@@ -162,6 +163,30 @@ void PackTyped(const void* w, int64_t k, int64_t n0, int cols, int64_t k0, int64
 inline constexpr int64_t kGemvPrefetchBytes = 8192;
 inline constexpr int64_t kGemvL1Bytes = 24 << 10;  // for x; the rest of L1 streams weights
 inline constexpr int64_t kGemvGroupRows = 64;
+
+// Calls f(std::integral_constant<int, R>{}) with R = rows (1..kGemvMaxRows; larger counts
+// as kGemvMaxRows): turns a decode batch size into a kernel's template argument.
+template <typename F>
+inline void WithGemvRows(int rows, F&& f) {
+  switch (rows) {
+    case 1:
+      return f(std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 5:
+      return f(std::integral_constant<int, 5>{});
+    case 6:
+      return f(std::integral_constant<int, 6>{});
+    case 7:
+      return f(std::integral_constant<int, 7>{});
+    default:
+      return f(std::integral_constant<int, 8>{});
+  }
+}
 
 // Dot may also provide RunPair(rows, row, row_bytes, x, ldx, k, sums0, sums1, prefetch0,
 // prefetch1): two consecutive weight rows against the same activation rows, so each

@@ -149,24 +149,7 @@ struct RowDot {
   }
   static void Run(int rows, const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
                   const uint8_t* prefetch) {
-    switch (rows) {
-      case 1:
-        return Typed<1>(row, x, ldx, k, sums, prefetch);
-      case 2:
-        return Typed<2>(row, x, ldx, k, sums, prefetch);
-      case 3:
-        return Typed<3>(row, x, ldx, k, sums, prefetch);
-      case 4:
-        return Typed<4>(row, x, ldx, k, sums, prefetch);
-      case 5:
-        return Typed<5>(row, x, ldx, k, sums, prefetch);
-      case 6:
-        return Typed<6>(row, x, ldx, k, sums, prefetch);
-      case 7:
-        return Typed<7>(row, x, ldx, k, sums, prefetch);
-      default:
-        return Typed<8>(row, x, ldx, k, sums, prefetch);
-    }
+    WithGemvRows(rows, [&](auto r) { Typed<decltype(r)::value>(row, x, ldx, k, sums, prefetch); });
   }
 };
 

@@ -276,45 +276,13 @@ struct RowDot {
   static void RunPair(int rows, const uint8_t* row0, size_t row_bytes, const float* x, int64_t ldx,
                       int64_t k, float* sums0, float* sums1, const uint8_t* prefetch0,
                       const uint8_t* prefetch1) {
-    switch (rows) {
-      case 1:
-        return TypedPair<1>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
-      case 2:
-        return TypedPair<2>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
-      case 3:
-        return TypedPair<3>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
-      case 4:
-        return TypedPair<4>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
-      case 5:
-        return TypedPair<5>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
-      case 6:
-        return TypedPair<6>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
-      case 7:
-        return TypedPair<7>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
-      default:
-        return TypedPair<8>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
-    }
+    WithGemvRows(rows, [&](auto r) {
+      TypedPair<decltype(r)::value>(row0, row_bytes, x, ldx, k, sums0, sums1, prefetch0, prefetch1);
+    });
   }
   static void Run(int rows, const uint8_t* row, const float* x, int64_t ldx, int64_t k, float* sums,
                   const uint8_t* prefetch) {
-    switch (rows) {
-      case 1:
-        return Typed<1>(row, x, ldx, k, sums, prefetch);
-      case 2:
-        return Typed<2>(row, x, ldx, k, sums, prefetch);
-      case 3:
-        return Typed<3>(row, x, ldx, k, sums, prefetch);
-      case 4:
-        return Typed<4>(row, x, ldx, k, sums, prefetch);
-      case 5:
-        return Typed<5>(row, x, ldx, k, sums, prefetch);
-      case 6:
-        return Typed<6>(row, x, ldx, k, sums, prefetch);
-      case 7:
-        return Typed<7>(row, x, ldx, k, sums, prefetch);
-      default:
-        return Typed<8>(row, x, ldx, k, sums, prefetch);
-    }
+    WithGemvRows(rows, [&](auto r) { Typed<decltype(r)::value>(row, x, ldx, k, sums, prefetch); });
   }
 };
 
